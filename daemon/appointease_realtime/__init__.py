@@ -1,0 +1,1 @@
+"""Real-time companion daemon for the AppointEase WordPress booking plugin."""

@@ -1,0 +1,163 @@
+"""Settings: read once from the environment over an optional .env file, cast and validated.
+
+A bad value raises :class:`ConfigError` whose message names the key and the reason,
+so start-up stops with one readable line.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TypeVar
+
+from dotenv import dotenv_values
+
+_PREFIX_RE = re.compile(r"^[A-Za-z0-9_]+$")
+_LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+
+T = TypeVar("T")
+
+
+class ConfigError(ValueError):
+    """A configuration value is missing or invalid; the message names the key."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Every setting of the daemon, typed. Build with :func:`load_settings` or directly in tests."""
+
+    host: str = "0.0.0.0"  # noqa: S104 - a network daemon binds all interfaces by default
+    port: int = 8080
+    db_host: str | None = None
+    db_port: int = 3306
+    db_user: str = "root"
+    db_password: str = field(default="", repr=False)
+    db_name: str = "wordpress"
+    db_socket: str | None = None
+    db_pool_size: int = 10
+    table_prefix: str = "wp_"
+    sqlite_path: str = "appointease-realtime.sqlite3"
+    lock_ttl_seconds: int = 600
+    hold_limit: int = 2
+    lock_release_grace_seconds: float = 30.0
+    lock_sweep_interval_seconds: float = 2.0
+    selection_ttl_seconds: float = 120.0
+    max_selections_per_client: int = 10
+    resume_secret: str = field(default="", repr=False)
+    log_level: str = "INFO"
+
+    @property
+    def uses_mysql(self) -> bool:
+        """True when a MySQL/MariaDB server is configured; otherwise the embedded SQLite file."""
+        return bool(self.db_host or self.db_socket)
+
+
+def _int(low: int, high: int) -> Callable[[str], int]:
+    def cast(raw: str) -> int:
+        try:
+            value = int(raw.strip())
+        except ValueError:
+            raise ValueError(f"must be a whole number, got {raw!r}") from None
+        if not low <= value <= high:
+            raise ValueError(f"must be between {low} and {high}, got {value}")
+        return value
+
+    return cast
+
+
+def _float(low: float, high: float) -> Callable[[str], float]:
+    def cast(raw: str) -> float:
+        try:
+            value = float(raw.strip())
+        except ValueError:
+            raise ValueError(f"must be a number, got {raw!r}") from None
+        if not low <= value <= high:
+            raise ValueError(f"must be between {low:g} and {high:g}, got {value:g}")
+        return value
+
+    return cast
+
+
+def _prefix(raw: str) -> str:
+    if not _PREFIX_RE.match(raw):
+        raise ValueError(f"must match [A-Za-z0-9_]+, got {raw!r}")
+    return raw
+
+
+def _log_level(raw: str) -> str:
+    level = raw.strip().upper()
+    if level not in _LOG_LEVELS:
+        raise ValueError(f"must be one of {', '.join(_LOG_LEVELS)}, got {raw!r}")
+    return level
+
+
+def _text(raw: str) -> str:
+    return raw
+
+
+def _optional(raw: str) -> str | None:
+    return raw or None
+
+
+class _Reader:
+    """Looks keys up in the merged environment and casts them, naming the key on failure."""
+
+    def __init__(self, values: Mapping[str, str]) -> None:
+        self.values = values
+
+    def get(self, key: str, cast: Callable[[str], T], default: T) -> T:
+        raw = self.values.get(key)
+        if raw is None or raw == "":
+            return default
+        try:
+            return cast(raw)
+        except ValueError as exc:
+            raise ConfigError(f"{key}: {exc}") from None
+
+
+def load_settings(
+    env_file: str | Path | None = ".env", environ: Mapping[str, str] | None = None
+) -> Settings:
+    """Read settings from ``environ`` (default ``os.environ``) over the values in ``env_file``."""
+    merged: dict[str, str] = {}
+    if env_file is not None:
+        path = Path(env_file)
+        if path.exists():
+            merged.update({k: v for k, v in dotenv_values(path).items() if v is not None})
+        elif str(env_file) != ".env":
+            raise ConfigError(f"--env-file: {path} does not exist")
+    merged.update(os.environ if environ is None else environ)
+    r = _Reader(merged)
+    d = Settings()
+    return Settings(
+        host=r.get("HOST", _text, d.host),
+        port=r.get("PORT", _int(0, 65535), d.port),
+        db_host=r.get("DB_HOST", _optional, d.db_host),
+        db_port=r.get("DB_PORT", _int(1, 65535), d.db_port),
+        db_user=r.get("DB_USER", _text, d.db_user),
+        db_password=r.get("DB_PASSWORD", _text, d.db_password),
+        db_name=r.get("DB_NAME", _text, d.db_name),
+        db_socket=r.get("DB_SOCKET", _optional, d.db_socket),
+        db_pool_size=r.get("DB_POOL_SIZE", _int(1, 500), d.db_pool_size),
+        table_prefix=r.get("TABLE_PREFIX", _prefix, d.table_prefix),
+        sqlite_path=r.get("SQLITE_PATH", _text, d.sqlite_path),
+        lock_ttl_seconds=r.get("LOCK_TTL_SECONDS", _int(1, 86400), d.lock_ttl_seconds),
+        hold_limit=r.get("HOLD_LIMIT", _int(1, 100), d.hold_limit),
+        lock_release_grace_seconds=r.get(
+            "LOCK_RELEASE_GRACE_SECONDS", _float(0, 3600), d.lock_release_grace_seconds
+        ),
+        lock_sweep_interval_seconds=r.get(
+            "LOCK_SWEEP_INTERVAL_SECONDS", _float(0.1, 3600), d.lock_sweep_interval_seconds
+        ),
+        selection_ttl_seconds=r.get(
+            "SELECTION_TTL_SECONDS", _float(1, 86400), d.selection_ttl_seconds
+        ),
+        max_selections_per_client=r.get(
+            "MAX_SELECTIONS_PER_CLIENT", _int(1, 1000), d.max_selections_per_client
+        ),
+        resume_secret=r.get("RESUME_SECRET", _text, d.resume_secret),
+        log_level=r.get("LOG_LEVEL", _log_level, d.log_level),
+    )
