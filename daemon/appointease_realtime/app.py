@@ -1,0 +1,59 @@
+"""The aiohttp application: routes, and one cleanup context per resource."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+
+from aiohttp import WSCloseCode, web
+
+from .broker import MemoryBroker
+from .config import Settings
+from .keys import NODE, SETTINGS
+from .node import Node
+from .reconcile import background_jobs
+from .store import open_store
+from .views import routes
+
+log = logging.getLogger(__name__)
+
+
+async def _node_context(app: web.Application) -> AsyncIterator[None]:
+    """Open the store and broker, start the node and its loops; undo it all on the way out."""
+    settings = app[SETTINGS]
+    store = await open_store(settings)
+    broker = MemoryBroker()
+    node = Node(settings, store, broker)
+    await node.start()
+    app[NODE] = node
+    tasks = [asyncio.create_task(job) for job in background_jobs(node)]
+    log.info("serving on %s store, node %s", store.kind, node.id)
+    try:
+        yield
+    finally:
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        await node.locks.stop()
+        await node.rooms.stop()
+        await broker.close()
+        await store.close()
+
+
+async def _close_sockets(app: web.Application) -> None:
+    """On shutdown close every socket with 1001 so clients reconnect."""
+    await app[NODE].close_all(WSCloseCode.GOING_AWAY, "server shutting down")
+
+
+def create_app(settings: Settings) -> web.Application:
+    """Build the daemon's application for ``settings``."""
+    app = web.Application()
+    app[SETTINGS] = settings
+    app.cleanup_ctx.append(_node_context)
+    app.on_shutdown.append(_close_sockets)
+    app.add_routes(routes)
+    return app

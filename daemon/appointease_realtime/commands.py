@@ -1,0 +1,270 @@
+"""One handler per client message type, registered with its schema in a table.
+
+``dispatch`` maps every failure to an ``error`` frame with a machine-readable ``code``; the
+socket stays open, and nothing answers success when its write failed.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+from . import protocol as p
+from .connection import Connection
+from .node import Node
+from .protocol import Field, ProtocolError, Schema, room_of, slot_of
+from .rooms import availability_frame
+from .store import StoreUnavailable
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Request:
+    """One validated client message, and the way to answer it."""
+
+    conn: Connection
+    fields: dict[str, Any]
+    request_id: str | int | None
+
+    def reply(self, type_: str, **fields: Any) -> None:
+        """Answer with one frame that carries the request's ``requestId``."""
+        self.send(p.reply(type_, **fields))
+
+    def send(self, frame: p.Frame) -> None:
+        """Send a prepared frame, tagged with the ``requestId``."""
+        if self.request_id is not None:
+            frame["requestId"] = self.request_id
+        self.conn.send(frame)
+
+
+Handler = Callable[[Node, Request], Awaitable[None]]
+
+
+@dataclass(frozen=True)
+class Command:
+    """A message type's schema and handler."""
+
+    schema: Schema
+    handler: Handler
+
+
+COMMANDS: dict[str, Command] = {}
+
+
+def command(*names: str, schema: Schema | None = None) -> Callable[[Handler], Handler]:
+    """Register ``handler`` for one message type (and its aliases)."""
+
+    def register(handler: Handler) -> Handler:
+        for name in names:
+            COMMANDS[name] = Command(schema or {}, handler)
+        return handler
+
+    return register
+
+
+async def dispatch(node: Node, conn: Connection, raw: str) -> None:
+    """Parse, validate and run one text frame; every failure becomes an ``error`` frame."""
+    request_id = None
+    try:
+        frame = p.parse_frame(raw)
+        request_id = p.request_id(frame)
+        cmd = COMMANDS.get(frame["type"])
+        if cmd is None:
+            raise ProtocolError(p.UNKNOWN_TYPE, f"Unknown message type: {frame['type'][:64]}")
+        await cmd.handler(node, Request(conn, p.validate(frame, cmd.schema), request_id))
+    except ProtocolError as exc:
+        Request(conn, {}, request_id).send(p.error_frame(exc))
+    except StoreUnavailable as exc:
+        log.warning("database unavailable: %s", exc)
+        error = ProtocolError(p.UNAVAILABLE, "The booking database is unavailable; try again")
+        Request(conn, {}, request_id).send(p.error_frame(error))
+    except Exception:
+        log.exception("command failed")
+        error = ProtocolError(p.INTERNAL_ERROR, "The server failed to handle this message")
+        Request(conn, {}, request_id).send(p.error_frame(error))
+
+
+# ---- heartbeat and session ----
+
+PING_SCHEMA: Schema = {
+    "timestamp": Field(p.parse_number, required=False),
+    "sequence": Field(p.parse_number, required=False),
+}
+
+
+@command("ping", schema=PING_SCHEMA)
+async def ping(node: Node, req: Request) -> None:
+    """``pong`` with the server time; ``latency`` is now minus the client's timestamp."""
+    now = p.now_ms()
+    fields: dict[str, Any] = {}
+    if "timestamp" in req.fields:
+        fields["clientTimestamp"] = req.fields["timestamp"]
+        fields["latency"] = max(0, now - int(req.fields["timestamp"]))
+    if "sequence" in req.fields:
+        fields["sequence"] = req.fields["sequence"]
+    req.reply("pong", **fields)
+
+
+SESSION_SCHEMA: Schema = {
+    "step": Field(p.parse_step),
+    "service": Field(p.parse_label, required=False),
+    "employee": Field(p.parse_label, required=False),
+    "date": Field(p.parse_date, required=False),
+    "time": Field(p.parse_time, required=False),
+}
+
+
+@command("booking_session", schema=SESSION_SCHEMA)
+async def booking_session(node: Node, req: Request) -> None:
+    """Remember which step of the booking the visitor is on."""
+    req.conn.session = dict(req.fields)
+    req.reply("session_tracked", step=req.fields["step"])
+
+
+@command("get_debug")
+async def get_debug(node: Node, req: Request) -> None:
+    """The ``/debug`` document over the socket."""
+    req.reply("debug_info", **await node.debug_info())
+
+
+# ---- locks ----
+
+UNLOCK_SCHEMA: Schema = {**p.SLOT_SCHEMA, "completed": Field(p.parse_bool, required=False)}
+
+
+@command("lock_slot", schema={**p.SLOT_SCHEMA, "service": Field(p.parse_label, required=False)})
+async def lock_slot(node: Node, req: Request) -> None:
+    """Hold a slot for ``LOCK_TTL_SECONDS``; refused with a reason when it is not free."""
+    slot = slot_of(req.fields)
+    outcome = await node.locks.lock(req.conn.client_id, slot)
+    if outcome.acquired:
+        req.reply("slot_locked", **slot.fields(), expiresIn=outcome.expires_in)
+    else:
+        req.reply(
+            "lock_failed", **slot.fields(), reason=outcome.reason, expiresIn=outcome.expires_in
+        )
+
+
+@command("unlock_slot", schema=UNLOCK_SCHEMA)
+async def unlock_slot(node: Node, req: Request) -> None:
+    """Release a hold; only its holder may. ``completed`` marks a finished booking."""
+    slot = slot_of(req.fields)
+    reason = await node.locks.unlock(req.conn.client_id, slot)
+    if reason is None:
+        req.reply("slot_unlocked", **slot.fields())
+    else:
+        req.reply("unlock_failed", **slot.fields(), reason=reason)
+    if req.fields.get("completed"):
+        node.rooms.touch(slot.room)  # the booking may be in the table now: announce it
+
+
+# ---- soft selections ----
+
+
+@command("selecting_slot", "select_slot", schema=p.SLOT_SCHEMA)
+async def select_slot(node: Node, req: Request) -> None:
+    """Mark "someone is looking at this"; the room's watchers see the selected times."""
+    slot = slot_of(req.fields)
+    settings = node.settings
+    count = await node.broker.select(slot, req.conn.client_id, settings.selection_ttl_seconds)
+    if count > settings.max_selections_per_client:
+        await node.broker.deselect(slot, req.conn.client_id)
+        raise ProtocolError(
+            p.INVALID_REQUEST,
+            f"At most {settings.max_selections_per_client} selections per client",
+            "time",
+        )
+    req.reply("selection_confirmed", **slot.fields())
+    await node.rooms.announce_selections(slot.room)
+
+
+@command("deselect_slot", schema=p.SLOT_SCHEMA)
+async def deselect_slot(node: Node, req: Request) -> None:
+    """Remove a selection; the room's watchers see the change."""
+    slot = slot_of(req.fields)
+    removed = await node.broker.deselect(slot, req.conn.client_id)
+    req.reply("deselection_confirmed", **slot.fields())
+    if removed:
+        await node.rooms.announce_selections(slot.room)
+
+
+# ---- rooms and availability ----
+
+
+@command("watch_slot", schema={**p.ROOM_SCHEMA, "time": Field(p.parse_time, required=False)})
+async def watch_slot(node: Node, req: Request) -> None:
+    """Follow one day of one employee; answer at once with its availability and selections."""
+    room = room_of(req.fields)
+    node.rooms.forget(node.hub.join_room(req.conn, room, req.fields.get("time")))
+    availability, selections = await node.rooms.snapshot(room)
+    req.send(availability)
+    req.send(selections)
+
+
+UNWATCH_SCHEMA: Schema = {
+    "date": Field(p.parse_date, required=False),
+    "employeeId": Field(p.parse_employee_id, required=False),
+}
+
+
+@command("unwatch_slot", schema=UNWATCH_SCHEMA)
+async def unwatch_slot(node: Node, req: Request) -> None:
+    """Stop following a day (the current one when no date is given)."""
+    room = req.conn.room
+    asked = (req.fields.get("date"), req.fields.get("employeeId"))
+    if room is not None and asked[0] in (None, room.date) and asked[1] in (None, room.employee_id):
+        node.hub.leave_room(req.conn)
+        node.rooms.forget(room)
+    req.reply(
+        "slot_unwatched", date=req.fields.get("date"), employeeId=req.fields.get("employeeId")
+    )
+
+
+@command("check_availability", schema=p.ROOM_SCHEMA)
+async def check_availability(node: Node, req: Request) -> None:
+    """Booked and held times of one day, from the database."""
+    room = room_of(req.fields)
+    state = await node.store.room_state(room)
+    req.send(availability_frame(room, state.booked, state.locked))
+
+
+# ---- appointments ----
+
+
+def _customer_email(req: Request) -> str:
+    """The e-mail whose appointments this connection may follow: its own identity."""
+    email = req.conn.identity.email
+    if email is None:
+        raise ProtocolError(p.FORBIDDEN, "Sign in to follow appointments", "email")
+    asked = req.fields.get("email")
+    if asked is not None and asked != email:
+        raise ProtocolError(p.FORBIDDEN, "You may follow only your own appointments", "email")
+    return email
+
+
+@command("watch_appointments", schema={"email": Field(p.parse_email, required=False)})
+async def watch_appointments(node: Node, req: Request) -> None:
+    """The customer's non-cancelled appointments, then live updates of them."""
+    email = _customer_email(req)
+    appointments = await node.store.appointments_for(email)
+    node.hub.watch_customer(req.conn, email)
+    req.reply("appointments_data", email=email, appointments=appointments, count=len(appointments))
+
+
+@command("subscribe", schema={"email": Field(p.parse_email, required=False)})
+async def subscribe(node: Node, req: Request) -> None:
+    """The old name of ``watch_appointments``, answered in the old ``update`` shape."""
+    email = _customer_email(req)
+    appointments = await node.store.appointments_for(email)
+    node.hub.watch_customer(req.conn, email)
+    req.reply("update", data={"appointments": appointments})
+
+
+@command("unwatch_appointments")
+async def unwatch_appointments(node: Node, req: Request) -> None:
+    """Stop following appointments."""
+    node.hub.unwatch_customer(req.conn)
+    req.reply("unwatch_confirmed")

@@ -1,0 +1,107 @@
+"""One client: its identity, what it follows, and a bounded outbound queue with one writer."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from aiohttp import web
+
+from .auth import Identity
+from .protocol import Frame, Room, encode
+
+log = logging.getLogger(__name__)
+
+OUTBOUND_LIMIT = 256  # frames queued for one client before it counts as a slow consumer
+CLOSE_SLOW_CONSUMER = 1013  # "try again later": the client reconnects and resyncs
+
+
+class Connection:
+    """A connected client as the commands see it: state plus a ``sink`` that takes text frames."""
+
+    def __init__(self, client_id: str, identity: Identity, sink: Callable[[str], None]) -> None:
+        self.client_id = client_id
+        self.identity = identity
+        self.sink = sink
+        self.connected_at = time.time()
+        self.room: Room | None = None
+        self.watch_time: str | None = None
+        self.appointments_email: str | None = None
+        self.session: dict[str, Any] | None = None
+        self.closer: Callable[..., Awaitable[object]] | None = None
+
+    async def close(self, code: int, message: str) -> None:
+        """Close the socket with ``code`` (no-op for a connection without one)."""
+        if self.closer is not None:
+            await self.closer(code=code, message=message.encode())
+
+    def send(self, frame: Frame) -> None:
+        """Serialize and queue one frame for this client."""
+        self.sink(encode(frame))
+
+    def send_text(self, text: str) -> None:
+        """Queue an already serialized frame (room fan-out serializes once for all)."""
+        self.sink(text)
+
+    def debug_info(self) -> Frame:
+        """This client as ``/debug`` lists it."""
+        watching = None
+        if self.room is not None:
+            watching = {"date": self.room.date, "employeeId": self.room.employee_id}
+            if self.watch_time:
+                watching["time"] = self.watch_time
+        return {
+            "id": self.client_id,
+            "email": self.identity.email or "Anonymous",
+            "isAnonymous": self.identity.is_anonymous,
+            "watchingSlot": watching,
+        }
+
+
+class Outbound:
+    """A bounded queue drained by one writer task; overflow closes the socket, never blocks."""
+
+    def __init__(self, ws: web.WebSocketResponse, limit: int = OUTBOUND_LIMIT) -> None:
+        self.ws = ws
+        self.queue: asyncio.Queue[str] = asyncio.Queue(limit)
+        self.overflowed = False
+        self.writer: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        """Start the writer task."""
+        self.writer = asyncio.create_task(self._drain())
+
+    def put(self, text: str) -> None:
+        """Queue a frame; a full queue marks the client slow and closes it."""
+        if self.overflowed or self.ws.closed:
+            return
+        try:
+            self.queue.put_nowait(text)
+        except asyncio.QueueFull:
+            self.overflowed = True
+            log.warning("closing a slow consumer: %d frames queued", self.queue.qsize())
+            self.queue = asyncio.Queue(1)  # drop what it could not read; it resyncs on reconnect
+            if self.writer is not None:
+                self.writer.cancel()
+            asyncio.get_running_loop().create_task(
+                self.ws.close(code=CLOSE_SLOW_CONSUMER, message=b"slow consumer")
+            )
+
+    async def _drain(self) -> None:
+        while True:
+            text = await self.queue.get()
+            try:
+                await self.ws.send_str(text)
+            except (ConnectionError, RuntimeError):
+                return
+
+    async def stop(self) -> None:
+        """Stop the writer task."""
+        if self.writer is not None:
+            self.writer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self.writer

@@ -1,0 +1,94 @@
+"""Lock rules over the store: TTL, hold limit, release after a disconnect grace, expiry."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+
+from .config import Settings
+from .protocol import Slot
+from .rooms import Rooms
+from .store import Store, StoreUnavailable
+from .store.base import LockOutcome
+
+log = logging.getLogger(__name__)
+
+
+class Locks:
+    """Takes and gives back slot holds; every change is announced to the slot's room."""
+
+    def __init__(self, settings: Settings, store: Store, rooms: Rooms) -> None:
+        self.settings = settings
+        self.store = store
+        self.rooms = rooms
+        self.releases: dict[str, asyncio.Task[None]] = {}
+        self.stopped = False
+
+    async def lock(self, client_id: str, slot: Slot) -> LockOutcome:
+        """Hold ``slot`` for ``client_id`` (or refresh its hold); refused when another has it."""
+        outcome = await self.store.acquire_lock(
+            slot, client_id, self.settings.lock_ttl_seconds, self.settings.hold_limit
+        )
+        if outcome.acquired:
+            self.rooms.touch(slot.room)
+        return outcome
+
+    async def unlock(self, client_id: str, slot: Slot) -> str | None:
+        """Release ``client_id``'s hold on ``slot``; None when released, else the reason."""
+        reason = await self.store.release_lock(slot, client_id)
+        if reason is None:
+            self.rooms.touch(slot.room)
+        return reason
+
+    async def release_all(self, client_id: str) -> list[Slot]:
+        """Release every hold of ``client_id`` and announce the freed slots."""
+        freed = await self.store.release_client_locks(client_id)
+        for room in {slot.room for slot in freed}:
+            self.rooms.touch(room)
+        if freed:
+            log.info("released %d lock(s) of %s", len(freed), client_id)
+        return freed
+
+    def release_later(self, client_id: str) -> None:
+        """After a disconnect: keep the holds for the grace period, then release them."""
+        self.reclaim(client_id)
+        if self.stopped:  # shutting down: holds stay in the database for a resume elsewhere
+            return
+        self.releases[client_id] = asyncio.get_running_loop().create_task(
+            self._release_after_grace(client_id)
+        )
+
+    def reclaim(self, client_id: str) -> bool:
+        """The client is back: cancel its pending release; True when one was pending."""
+        task = self.releases.pop(client_id, None)
+        if task is None:
+            return False
+        task.cancel()
+        return True
+
+    async def _release_after_grace(self, client_id: str) -> None:
+        await asyncio.sleep(self.settings.lock_release_grace_seconds)
+        self.releases.pop(client_id, None)
+        try:
+            await self.release_all(client_id)
+        except StoreUnavailable as exc:
+            log.warning("locks of %s left to expire, database unavailable: %s", client_id, exc)
+
+    async def sweep(self) -> int:
+        """Delete expired locks (whoever wrote them) and announce the freed slots."""
+        expired = await self.store.sweep_expired_locks()
+        for room in {lock.slot.room for lock in expired}:
+            self.rooms.touch(room)
+        return len(expired)
+
+    async def stop(self) -> None:
+        """Cancel pending releases: the holds stay in the database and expire by TTL."""
+        self.stopped = True
+        tasks = list(self.releases.values())
+        self.releases.clear()
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task

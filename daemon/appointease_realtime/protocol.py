@@ -1,0 +1,236 @@
+"""The wire protocol, pure: parse and validate frames, build replies, name error codes. No I/O."""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+import time as _time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import date as _date
+from typing import Any, NamedTuple
+
+# Error codes carried by {"type": "error", "code": ...}; the socket stays open for all of them.
+UNKNOWN_TYPE = "unknown_type"
+INVALID_JSON = "invalid_json"
+INVALID_REQUEST = "invalid_request"
+UNAVAILABLE = "unavailable"
+FORBIDDEN = "forbidden"
+INTERNAL_ERROR = "internal_error"
+
+MAX_EMPLOYEE_ID = 8_388_607  # mediumint(9) signed, the column type in the plugin's tables
+MAX_REQUEST_ID_LENGTH = 64
+
+_DATE_RE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+_TIME_RE = re.compile(r"^(\d{2}):(\d{2})(?::(\d{2}))?$")
+_EMAIL_RE = re.compile(r"^[^@\s\x00-\x1f]{1,64}@[^@\s\x00-\x1f]{1,255}$")
+
+Frame = dict[str, Any]
+Send = Callable[[Frame], None]
+
+
+class ProtocolError(Exception):
+    """A frame the server refuses; becomes an ``error`` reply with a machine-readable code."""
+
+    def __init__(self, code: str, message: str, field: str | None = None) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.field = field
+
+
+class Room(NamedTuple):
+    """One day of one employee: the unit of watching and broadcasting."""
+
+    date: str
+    employee_id: int
+
+
+class Slot(NamedTuple):
+    """One bookable time: ``time`` is ``HH:MM``."""
+
+    date: str
+    time: str
+    employee_id: int
+
+    @property
+    def room(self) -> Room:
+        """The room this slot belongs to."""
+        return Room(self.date, self.employee_id)
+
+    def fields(self) -> Frame:
+        """The slot as the booking block names it on the wire."""
+        return {"date": self.date, "time": self.time, "employeeId": self.employee_id}
+
+
+def now_ms() -> int:
+    """Milliseconds since the epoch, the unit of every ``timestamp`` on the wire."""
+    return int(_time.time() * 1000)
+
+
+def reply(type_: str, **fields: Any) -> Frame:
+    """A server frame: flat, typed, stamped."""
+    return {"type": type_, **fields, "timestamp": now_ms()}
+
+
+def error_frame(error: ProtocolError) -> Frame:
+    """The ``error`` reply for a refused frame."""
+    frame = reply("error", code=error.code, message=error.message)
+    if error.field is not None:
+        frame["field"] = error.field
+    return frame
+
+
+def encode(frame: Mapping[str, Any]) -> str:
+    """Serialize one frame to compact JSON text."""
+    return json.dumps(frame, separators=(",", ":"), ensure_ascii=False)
+
+
+def parse_frame(raw: str) -> Frame:
+    """Decode one text frame into a JSON object that has a string ``type``."""
+    try:
+        data = json.loads(raw)
+    except (ValueError, RecursionError):
+        raise ProtocolError(INVALID_JSON, "Frame is not valid JSON") from None
+    if not isinstance(data, dict):
+        raise ProtocolError(INVALID_JSON, "Frame must be a JSON object")
+    type_ = data.get("type")
+    if not isinstance(type_, str) or not type_:
+        raise ProtocolError(INVALID_REQUEST, "Missing message type", "type")
+    return data
+
+
+def request_id(frame: Mapping[str, Any]) -> str | int | None:
+    """The frame's ``requestId`` when it is a short string or an integer, else None."""
+    value = frame.get("requestId")
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int) and abs(value) < 2**53:
+        return value
+    if isinstance(value, str) and len(value) <= MAX_REQUEST_ID_LENGTH:
+        return value
+    return None
+
+
+# ---- field parsers: each takes the raw value and returns a clean one or raises ValueError ----
+
+
+def parse_date(value: Any) -> str:
+    """``YYYY-MM-DD`` naming a real calendar day."""
+    if not isinstance(value, str) or not _DATE_RE.match(value):
+        raise ValueError("must be a date YYYY-MM-DD")
+    try:
+        _date.fromisoformat(value)
+    except ValueError:
+        raise ValueError("is not a real calendar date") from None
+    return value
+
+
+def parse_time(value: Any) -> str:
+    """``HH:MM`` (``HH:MM:00`` accepted, as the database returns it), normalized to ``HH:MM``."""
+    match = _TIME_RE.match(value) if isinstance(value, str) else None
+    if match is None:
+        raise ValueError("must be a time HH:MM")
+    hours, minutes, seconds = int(match[1]), int(match[2]), int(match[3] or 0)
+    if hours > 23 or minutes > 59 or seconds != 0:
+        raise ValueError("is not a valid time of day HH:MM")
+    return f"{hours:02d}:{minutes:02d}"
+
+
+def parse_positive_int(value: Any, high: int) -> int:
+    """A positive integer up to ``high``, given as a number or a numeric string."""
+    if isinstance(value, bool):
+        raise ValueError("must be a positive integer")
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    if isinstance(value, str) and value.isascii() and value.isdigit() and len(value) <= 10:
+        value = int(value)
+    if not isinstance(value, int) or not 1 <= value <= high:
+        raise ValueError(f"must be a positive integer up to {high}")
+    return value
+
+
+def parse_employee_id(value: Any) -> int:
+    """The employee id: a positive integer within the column's range."""
+    return parse_positive_int(value, MAX_EMPLOYEE_ID)
+
+
+def parse_step(value: Any) -> int:
+    """A booking step, 1 to 7."""
+    return parse_positive_int(value, 7)
+
+
+def parse_email(value: Any) -> str:
+    """An e-mail address as the plugin stores it (at most 100 characters), lower-cased."""
+    if not isinstance(value, str) or len(value) > 100 or not _EMAIL_RE.match(value):
+        raise ValueError("must be an e-mail address")
+    return value.strip().lower()
+
+
+def parse_bool(value: Any) -> bool:
+    """A JSON boolean."""
+    if not isinstance(value, bool):
+        raise ValueError("must be true or false")
+    return value
+
+
+def parse_number(value: Any) -> float:
+    """A finite JSON number."""
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        raise ValueError("must be a number")
+    return float(value)
+
+
+def parse_label(value: Any) -> str | int | None:
+    """A short free label (service or employee as the block sends it): string, number or null."""
+    if value is None or (isinstance(value, int) and not isinstance(value, bool)):
+        return value
+    if isinstance(value, str) and len(value) <= 200:
+        return value
+    raise ValueError("must be a short string, a number or null")
+
+
+@dataclass(frozen=True)
+class Field:
+    """One field of a message schema."""
+
+    parse: Callable[[Any], Any]
+    required: bool = True
+
+
+Schema = Mapping[str, Field]
+
+
+def validate(frame: Mapping[str, Any], schema: Schema) -> dict[str, Any]:
+    """Check ``frame`` against ``schema``; return the parsed fields (absent optionals omitted)."""
+    clean: dict[str, Any] = {}
+    for name, spec in schema.items():
+        value = frame.get(name)
+        if value is None:
+            if spec.required:
+                raise ProtocolError(INVALID_REQUEST, f"Missing field {name}", name)
+            continue
+        try:
+            clean[name] = spec.parse(value)
+        except ValueError as exc:
+            raise ProtocolError(INVALID_REQUEST, f"Field {name} {exc}", name) from None
+    return clean
+
+
+def slot_of(fields: Mapping[str, Any]) -> Slot:
+    """The slot named by validated ``date``, ``time`` and ``employeeId`` fields."""
+    return Slot(fields["date"], fields["time"], fields["employeeId"])
+
+
+def room_of(fields: Mapping[str, Any]) -> Room:
+    """The room named by validated ``date`` and ``employeeId`` fields."""
+    return Room(fields["date"], fields["employeeId"])
+
+
+SLOT_SCHEMA: Schema = {
+    "date": Field(parse_date),
+    "time": Field(parse_time),
+    "employeeId": Field(parse_employee_id),
+}
+ROOM_SCHEMA: Schema = {"date": Field(parse_date), "employeeId": Field(parse_employee_id)}

@@ -1,0 +1,116 @@
+"""The command line: serve, check, init-db, seed-demo, as an admin runs them."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import aiohttp
+import pytest
+
+from appointease_realtime.config import Settings
+
+CLI = [sys.executable, "-m", "appointease_realtime"]
+
+
+def run(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [*CLI, "--env-file", os.devnull, *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, **(env or {})},
+        check=False,
+    )
+
+
+def db_env(settings: Settings) -> dict[str, str]:
+    if settings.uses_mysql:
+        return {"DB_HOST": str(settings.db_host), "DB_NAME": settings.db_name, "DB_USER": "root"}
+    return {"SQLITE_PATH": settings.sqlite_path, "DB_HOST": ""}
+
+
+def test_bad_config_stops_with_one_line() -> None:
+    result = run("check", env={"PORT": "eighty"})
+    assert result.returncode == 2
+    assert (
+        result.stderr.strip() == "configuration error: PORT: must be a whole number, got 'eighty'"
+    )
+
+
+def test_check_then_init_db(mysql_database: str) -> None:
+    env = {
+        "DB_HOST": "127.0.0.1",
+        "DB_NAME": mysql_database,
+        "DB_USER": "root",
+        "TABLE_PREFIX": "wp_9_",
+    }
+    missing = run("check", env=env)
+    assert missing.returncode == 1
+    assert "schema: table wp_9_appointments is missing" in missing.stdout
+    created = run("init-db", env=env)
+    assert created.returncode == 0, created.stderr
+    assert "created: wp_9_appointments, wp_9_appointease_slot_locks" in created.stdout
+    again = run("init-db", env=env)
+    assert "tables already exist; nothing altered" in again.stdout
+    assert run("check", env=env).returncode == 0
+
+
+@pytest.mark.parametrize("backend", ["mysql"])
+def test_check_reports_an_unreachable_database(settings: Settings) -> None:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    result = run("check", env={"DB_HOST": "127.0.0.1", "DB_PORT": str(port)})
+    assert result.returncode == 1 and "database unavailable" in result.stderr
+
+
+def test_seed_demo_only_on_the_embedded_database(tmp_path: Path) -> None:
+    path = str(tmp_path / "demo.sqlite3")
+    first = run("seed-demo", "--days", "2", env={"SQLITE_PATH": path, "DB_HOST": ""})
+    assert first.returncode == 0 and "10 appointment(s) added" in first.stdout
+    second = run("seed-demo", "--days", "2", env={"SQLITE_PATH": path, "DB_HOST": ""})
+    assert "0 appointment(s) added" in second.stdout
+    refused = run("seed-demo", env={"DB_HOST": "127.0.0.1"})
+    assert refused.returncode == 2 and "embedded" in refused.stderr
+
+
+@pytest.mark.parametrize("backend", ["sqlite"])
+async def test_serve_holds_a_slot_for_a_websocket_client(settings: Settings) -> None:
+    """The README's promise: start it, connect with any client, hold a slot."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    proc = await asyncio.create_subprocess_exec(
+        *CLI,
+        "--env-file",
+        os.devnull,
+        "serve",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        env={**os.environ, **db_env(settings)},
+    )
+    try:
+        async with aiohttp.ClientSession() as session:
+            for _ in range(100):
+                try:
+                    async with session.get(f"http://127.0.0.1:{port}/readyz") as ready:
+                        if ready.status == 200:
+                            break
+                except aiohttp.ClientConnectionError:
+                    await asyncio.sleep(0.1)
+            async with session.ws_connect(f"ws://127.0.0.1:{port}") as ws:
+                assert (await ws.receive_json())["type"] == "connection"
+                await ws.send_json(
+                    {"type": "lock_slot", "date": "2030-05-06", "time": "10:00", "employeeId": 1}
+                )
+                assert (await ws.receive_json())["type"] == "slot_locked"
+    finally:
+        proc.terminate()
+        assert await asyncio.wait_for(proc.wait(), 15) == 0

@@ -1,0 +1,102 @@
+"""HTTP on the daemon's port: /debug, /healthz, /readyz, /api/availability."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from aiohttp.test_utils import TestClient
+
+from appointease_realtime.store import Store
+
+Connect = Callable[..., Any]
+DAY = "2030-05-06"
+
+
+async def test_debug_has_the_old_shape_plus_locks_and_node(
+    client: TestClient[Any, Any], connect: Connect
+) -> None:
+    picker = await connect(email="ann@example.com")
+    await picker.request("watch_slot", "active_selections", date=DAY, employeeId=1)
+    await picker.request(
+        "selecting_slot", "selection_confirmed", date=DAY, time="10:00", employeeId=1
+    )
+    await picker.request("lock_slot", "slot_locked", date=DAY, time="11:00", employeeId=1)
+    body = await (await client.get("/debug")).json()
+    assert set(body) == {
+        "connectedClients",
+        "activeSelections",
+        "clients",
+        "selections",
+        "timestamp",
+        "locks",
+        "node",
+    }
+    assert body["connectedClients"] == 1 and body["activeSelections"] == 1
+    assert body["clients"] == [
+        {
+            "id": picker.client_id,
+            "email": "ann@example.com",
+            "isAnonymous": False,
+            "watchingSlot": {"date": DAY, "employeeId": 1},
+        }
+    ]
+    selection = body["selections"][0]
+    assert set(selection) == {"date", "time", "employeeId", "clientId", "age"}
+    assert selection["time"] == "10:00" and selection["age"].endswith("s")
+    assert body["locks"][0]["clientId"] == picker.client_id and body["locks"][0]["time"] == "11:00"
+    assert body["timestamp"].endswith("Z") and body["node"]["store"] in {"sqlite", "mysql"}
+
+
+async def test_health_and_readiness(client: TestClient[Any, Any]) -> None:
+    assert (await (await client.get("/healthz")).json()) == {"status": "ok"}
+    ready = await client.get("/readyz")
+    assert ready.status == 200 and (await ready.json())["status"] == "ready"
+
+
+async def test_readyz_reports_an_unreachable_database(
+    aiohttp_client: Callable[..., Any], tmp_path: Any
+) -> None:
+    import socket
+
+    from tests.conftest import base_settings
+
+    from appointease_realtime.app import create_app
+
+    with socket.socket() as probe:  # a port nobody listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    client = await aiohttp_client(
+        create_app(base_settings(db_host="127.0.0.1", db_port=port, db_name="x"))
+    )
+    assert (await client.get("/healthz")).status == 200  # alive, even without its database
+    ready = await client.get("/readyz")
+    body = await ready.json()
+    assert ready.status == 503 and body["status"] == "unavailable"
+    assert "Can't connect to MySQL server" in body["reason"]
+
+
+async def test_availability_endpoint_for_polling(
+    client: TestClient[Any, Any], store: Store
+) -> None:
+    await store.insert_appointment(
+        {"name": "A", "email": "a@x.io", "appointment_date": f"{DAY} 09:00:00", "employee_id": 2}
+    )
+    ok = await client.get("/api/availability", params={"date": DAY, "employeeId": "2"})
+    body = await ok.json()
+    assert ok.status == 200 and body["type"] == "availability_update"
+    assert body["unavailable"] == ["09:00"] and body["employeeId"] == 2
+    bad = await client.get("/api/availability", params={"date": "2025-02-30", "employeeId": "2"})
+    assert bad.status == 400
+    assert (await bad.json()) == {
+        "error": "Field date is not a real calendar date",
+        "code": "invalid_request",
+        "field": "date",
+    }
+
+
+async def test_plain_get_on_the_socket_path_describes_the_service(
+    client: TestClient[Any, Any],
+) -> None:
+    body = await (await client.get("/")).json()
+    assert body["service"] == "appointease-realtime"
