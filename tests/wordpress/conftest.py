@@ -1,0 +1,99 @@
+"""Fixtures for tests that need a real WordPress with the bridge plugin.
+
+``wordpress_factory`` -- call it to start a site (any number per test)::
+
+    def test_x(wordpress_factory):
+        site = wordpress_factory(rt_url="http://127.0.0.1:8080", hook_secret=SECRET)
+        response = site.create_booking("2026-03-02", "10:00", 3)
+        site.run_cron()
+
+    keyword arguments: ``rt_url``, ``hook_secret``, ``public_url`` (the three
+    APPOINTEASE_RT_* constants, None = undefined), ``table_prefix`` ("wp_"),
+    ``extra_php`` (appended to wp-config.php). Sites are torn down (server
+    stopped, database ``aert_wp_*`` dropped) at the end of the test.
+
+``wordpress_site`` -- one site whose daemon URL is a closed port (every hook
+delivery fails fast) and whose secret is :data:`wp_harness.DEFAULT_HOOK_SECRET`.
+
+The returned :class:`wp_harness.WordPressSite` has ``base_url``, ``db_name``,
+``table_prefix``, ``mysql``, and helpers: ``rest()``, ``create_booking()``,
+``cancel_booking()``, ``reschedule_booking()``, ``run_cron()``,
+``outbox_rows()``, ``make_outbox_due()``, ``insert_lock()``, ``appointments()``,
+``sql()``, ``php()``, ``can_book()``, ``admin_session()`` (logged-in urllib opener),
+``configure()`` (change the constants of a running site), ``server_log()``,
+``php_problems()`` (PHP warnings logged from the bridge's files), and async twins ``arest()``,
+``acreate_booking()``, ``acancel_booking()``, ``areschedule_booking()``,
+``arun_cron()``, ``aphp()`` for tests whose daemon runs in the event loop.
+
+Without php, /usr/share/wordpress or a database server the tests are skipped;
+with ``CI=true`` they fail instead. Put daemon end-to-end tests in this
+directory to get these fixtures, or import ``wp_harness`` directly.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from wp_harness import (
+    DEFAULT_HOOK_SECRET,
+    WordPressSite,
+    WordPressUnavailable,
+    check_requirements,
+    free_port,
+    start_wordpress,
+)
+
+HOOK_SECRET = DEFAULT_HOOK_SECRET
+
+
+def _unavailable(reason: str) -> None:
+    if os.environ.get("CI", "").lower() == "true":
+        pytest.fail(f"WordPress test environment missing (required when CI=true): {reason}")
+    pytest.skip(reason)
+
+
+@pytest.fixture
+def wordpress_factory(tmp_path: Path) -> Iterator[Callable[..., WordPressSite]]:
+    """Start throw-away WordPress sites; all are torn down after the test."""
+    try:
+        check_requirements()
+    except WordPressUnavailable as exc:
+        _unavailable(str(exc))
+    with ExitStack() as stack:
+        count = 0
+
+        def factory(**kwargs: Any) -> WordPressSite:
+            nonlocal count
+            count += 1
+            kwargs.setdefault("rt_url", None)
+            kwargs.setdefault("hook_secret", None)
+            return stack.enter_context(start_wordpress(tmp_path / f"wp{count}", **kwargs))
+
+        yield factory
+
+
+@pytest.fixture
+def closed_port_url() -> str:
+    """An http:// URL on 127.0.0.1 where nothing listens (connection refused)."""
+    return f"http://127.0.0.1:{free_port()}"
+
+
+@pytest.fixture
+def wordpress_site(
+    wordpress_factory: Callable[..., WordPressSite], closed_port_url: str
+) -> WordPressSite:
+    """One site whose daemon is unreachable, secret :data:`wp_harness.DEFAULT_HOOK_SECRET`."""
+    return wordpress_factory(
+        rt_url=closed_port_url,
+        hook_secret=HOOK_SECRET,
+        public_url="ws://127.0.0.1:8080",
+    )

@@ -1,0 +1,84 @@
+<?php
+/**
+ * Installs the throw-away test WordPress without WP-CLI.
+ *
+ * Usage: php install.php <docroot> <base_url>
+ * Runs wp_install(), creates AppointEase's two tables exactly as the plugin
+ * does (shared/booking-block.md) and activates the bridge plugin.
+ */
+
+$docroot = $argv[1];
+$parts   = parse_url( $argv[2] );
+
+$_SERVER['HTTP_HOST']   = $parts['host'] . ( isset( $parts['port'] ) ? ':' . $parts['port'] : '' );
+$_SERVER['SERVER_NAME'] = $parts['host'];
+$_SERVER['SERVER_PORT'] = (string) ( $parts['port'] ?? 80 );
+$_SERVER['REQUEST_URI'] = '/';
+
+define( 'WP_INSTALLING', true );
+require $docroot . '/wp-load.php';
+
+// No e-mail from the install (pluggable; must exist before upgrade.php is loaded).
+function wp_new_blog_notification( $blog_title, $blog_url, $user_id, $password ) {}
+
+require_once ABSPATH . 'wp-admin/includes/upgrade.php';
+require_once ABSPATH . 'wp-admin/includes/plugin.php';
+
+$result = wp_install( 'AppointEase Realtime test site', 'admin', 'admin@example.org', false, '', 'admin-password' );
+if ( is_wp_error( $result ) ) {
+	fwrite( STDERR, 'wp_install failed: ' . $result->get_error_message() . PHP_EOL );
+	exit( 1 );
+}
+
+global $wpdb;
+$p = $wpdb->prefix;
+$tables = array(
+	"CREATE TABLE {$p}appointments (
+  id mediumint(9) NOT NULL AUTO_INCREMENT,
+  name varchar(100) NOT NULL,
+  email varchar(100) NOT NULL,
+  phone varchar(20),
+  appointment_date datetime NOT NULL,
+  status varchar(20) DEFAULT 'confirmed',
+  service_id mediumint(9),
+  employee_id mediumint(9),
+  customer_id mediumint(9),
+  notes text,
+  payment_status varchar(20) DEFAULT 'pending',
+  total_amount decimal(10,2),
+  strong_id varchar(20) UNIQUE,
+  idempotency_key varchar(64) UNIQUE,
+  created_at datetime DEFAULT CURRENT_TIMESTAMP,
+  rescheduled_at datetime NULL,
+  original_date datetime NULL,
+  PRIMARY KEY (id),
+  INDEX idx_appointment_slot (appointment_date, employee_id),
+  INDEX idx_email_date (email, appointment_date)
+)",
+	"CREATE TABLE {$p}appointease_slot_locks (
+  id mediumint(9) NOT NULL AUTO_INCREMENT,
+  date DATE NOT NULL,
+  time TIME NOT NULL,
+  employee_id mediumint(9) NOT NULL,
+  client_id VARCHAR(255) NOT NULL,
+  expires_at DATETIME NOT NULL,
+  created_at TIMESTAMP DEFAULT CURRENT_TIMESTAMP,
+  PRIMARY KEY (id),
+  UNIQUE KEY unique_slot (date, time, employee_id),
+  INDEX idx_expires (expires_at),
+  INDEX idx_client (client_id)
+)",
+);
+foreach ( $tables as $sql ) {
+	if ( false === $wpdb->query( $sql ) ) {
+		fwrite( STDERR, 'table creation failed: ' . $wpdb->last_error . PHP_EOL );
+		exit( 1 );
+	}
+}
+
+$activated = activate_plugin( 'appointease-realtime-bridge/appointease-realtime-bridge.php' );
+if ( is_wp_error( $activated ) ) {
+	fwrite( STDERR, 'plugin activation failed: ' . $activated->get_error_message() . PHP_EOL );
+	exit( 1 );
+}
+echo "installed\n";

@@ -1,0 +1,661 @@
+"""A real, throw-away WordPress with the bridge plugin, for tests.
+
+``start_wordpress()`` builds one site from Debian's ``wordpress`` package
+(``/usr/share/wordpress``, copied into a temporary docroot with its own
+``wp-config.php``; nothing under ``/etc/wordpress`` is read or written), a
+throw-away MariaDB/MySQL database ``aert_wp_<random>``, and ``php -S`` on a
+free port. It installs WordPress with ``wp_install()`` from a PHP script (no
+WP-CLI), creates AppointEase's two tables exactly as in booking-block.md,
+activates ``wp-bridge/appointease-realtime-bridge`` (a copy) and adds a
+test-only mu-plugin standing in for AppointEase (``php/appointease-standin.php``):
+
+* ``POST   /appointease/v1/appointments`` inserts a row (strong_id
+  ``APT-<year>-<id:06d>``) after ``appointease_realtime_can_book()`` and fires
+  ``appointease_appointment_created`` (or ``appointease_new_appointment``);
+* ``DELETE /appointease/v1/appointments/<id>`` cancels, ``PUT`` reschedules
+  (body ``new_date``); both only ``$wpdb->update`` the row, like AppointEase.
+
+WP-Cron is never spawned by page loads (``DISABLE_WP_CRON``); tests run it on
+purpose with :meth:`WordPressSite.run_cron`. Outgoing HTTP is limited to
+localhost and the daemon's host (``WP_HTTP_BLOCK_EXTERNAL``).
+
+Database connection: env ``TEST_MYSQL_HOST`` or ``MYSQL_HOST`` (127.0.0.1), ``MYSQL_PORT`` (3306),
+``MYSQL_USER`` (root), ``MYSQL_PASSWORD`` (empty).
+
+The HTTP helpers are blocking. From an ``async`` test whose daemon runs in the
+same event loop, use the ``a``-prefixed twins (``await site.acreate_booking()``,
+``await site.arun_cron()``...), which run in a worker thread: WordPress posts
+its hook to the daemon before the booking request finishes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import http.cookiejar
+import json
+import os
+import secrets
+import shutil
+import socket
+import subprocess
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parent.parent
+PLUGIN_DIR = REPO / "wp-bridge" / "appointease-realtime-bridge"
+PLUGIN_SLUG = "appointease-realtime-bridge/appointease-realtime-bridge.php"
+WORDPRESS_SRC = Path(os.environ.get("AERT_WORDPRESS_DIR", "/usr/share/wordpress"))
+CRON_HOOK = "appointease_rt_flush_outbox"
+CRON_SCHEDULE = "appointease_rt_every_minute"
+# The throw-away site's administrator (user "admin"), set by php/install.php.
+ADMIN_PASSWORD = "admin-password"
+# A valid Standard Webhooks secret for tests (34 bytes, base64).
+DEFAULT_HOOK_SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSwMfKQ9r8GKYqrTw=="
+
+
+class WordPressUnavailable(RuntimeError):
+    """PHP, the wordpress package or the database server is missing."""
+
+
+@dataclass(frozen=True)
+class MySQLParams:
+    """How to reach the MariaDB/MySQL server (the daemon can use the same)."""
+
+    host: str = "127.0.0.1"
+    port: int = 3306
+    user: str = "root"
+    password: str = ""
+
+    @classmethod
+    def from_env(cls) -> MySQLParams:
+        """Read ``(TEST_)MYSQL_HOST``, ``MYSQL_PORT``, ``MYSQL_USER``, ``MYSQL_PASSWORD``."""
+        return cls(
+            host=os.environ.get("TEST_MYSQL_HOST") or os.environ.get("MYSQL_HOST", "127.0.0.1"),
+            port=int(os.environ.get("MYSQL_PORT", "3306")),
+            user=os.environ.get("MYSQL_USER", "root"),
+            password=os.environ.get("MYSQL_PASSWORD", ""),
+        )
+
+    def connect(self, database: str | None = None) -> Any:
+        """A PyMySQL connection (autocommit, dict rows)."""
+        import pymysql
+        import pymysql.cursors
+
+        return pymysql.connect(
+            host=self.host,
+            port=self.port,
+            user=self.user,
+            password=self.password,
+            database=database,
+            autocommit=True,
+            charset="utf8mb4",
+            cursorclass=pymysql.cursors.DictCursor,
+            connect_timeout=5,
+        )
+
+
+@dataclass
+class RestResponse:
+    """One HTTP answer: status, parsed JSON (or None), raw text, seconds taken."""
+
+    status: int
+    json: Any
+    text: str
+    elapsed: float
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def check_requirements(mysql: MySQLParams | None = None) -> None:
+    """Raise WordPressUnavailable naming what is missing."""
+    if shutil.which("php") is None:
+        raise WordPressUnavailable("the php CLI is not installed (apt-get install php-cli)")
+    if not (WORDPRESS_SRC / "wp-settings.php").is_file():
+        raise WordPressUnavailable(f"no WordPress at {WORDPRESS_SRC} (apt-get install wordpress)")
+    probe = subprocess.run(
+        ["php", "-r", "exit(extension_loaded('mysqli') ? 0 : 1);"], check=False, timeout=30
+    )
+    if probe.returncode != 0:
+        raise WordPressUnavailable("PHP has no mysqli extension (apt-get install php-mysql)")
+    try:
+        import pymysql  # noqa: F401
+    except ImportError as exc:
+        raise WordPressUnavailable("PyMySQL is not installed") from exc
+    params = mysql or MySQLParams.from_env()
+    try:
+        params.connect().close()
+    except Exception as exc:
+        raise WordPressUnavailable(
+            f"no MariaDB/MySQL at {params.host}:{params.port}: {exc}"
+        ) from exc
+
+
+class WordPressSite:
+    """A running throw-away WordPress. Build it with :func:`start_wordpress`.
+
+    Attributes: ``base_url`` (``http://127.0.0.1:<port>``), ``db_name``,
+    ``table_prefix``, ``mysql`` (:class:`MySQLParams`), ``docroot``, ``workdir``.
+    """
+
+    def __init__(
+        self,
+        *,
+        workdir: Path,
+        port: int,
+        db_name: str,
+        table_prefix: str,
+        mysql: MySQLParams,
+        rt_url: str | None,
+        hook_secret: str | None,
+        public_url: str | None,
+        extra_php: str,
+    ) -> None:
+        self.workdir = workdir
+        self.docroot = workdir / "docroot"
+        self.port = port
+        self.base_url = f"http://127.0.0.1:{port}"
+        self.db_name = db_name
+        self.table_prefix = table_prefix
+        self.mysql = mysql
+        self.rt_url = rt_url
+        self.hook_secret = hook_secret
+        self.public_url = public_url
+        self.extra_php = extra_php
+        self.server_log_path = workdir / "php-server.log"
+        self.debug_log_path = workdir / "wp-debug.log"
+        self._server: subprocess.Popen[bytes] | None = None
+        self._db: Any = None
+
+    # ---- tables -----------------------------------------------------------------
+
+    @property
+    def appointments_table(self) -> str:
+        """``{prefix}appointments``."""
+        return f"{self.table_prefix}appointments"
+
+    @property
+    def locks_table(self) -> str:
+        """``{prefix}appointease_slot_locks``."""
+        return f"{self.table_prefix}appointease_slot_locks"
+
+    @property
+    def outbox_table(self) -> str:
+        """``{prefix}appointease_rt_outbox`` (the bridge's own table)."""
+        return f"{self.table_prefix}appointease_rt_outbox"
+
+    # ---- configuration ------------------------------------------------------------
+
+    def configure(
+        self,
+        *,
+        rt_url: str | None = None,
+        hook_secret: str | None = None,
+        public_url: str | None = None,
+    ) -> None:
+        """Rewrite the APPOINTEASE_RT_* constants; later requests use the new values.
+
+        Pass only what changes; ``""`` removes a constant (to test a missing one).
+        """
+        if rt_url is not None:
+            self.rt_url = rt_url or None
+        if hook_secret is not None:
+            self.hook_secret = hook_secret or None
+        if public_url is not None:
+            self.public_url = public_url or None
+        self._write_config()
+
+    def _write_config(self) -> None:
+        def php_str(value: str) -> str:
+            return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+        hosts = ["127.0.0.1", "localhost"]
+        if self.rt_url:
+            host = urllib.parse.urlsplit(self.rt_url).hostname
+            if host:
+                hosts.append(host)
+        m = self.mysql
+        lines = [
+            "<?php",
+            "// Generated by tests/wordpress/wp_harness.py for a throw-away test site.",
+            f"define( 'DB_NAME', {php_str(self.db_name)} );",
+            f"define( 'DB_USER', {php_str(m.user)} );",
+            f"define( 'DB_PASSWORD', {php_str(m.password)} );",
+            f"define( 'DB_HOST', {php_str(f'{m.host}:{m.port}')} );",
+            "define( 'DB_CHARSET', 'utf8mb4' );",
+            "define( 'DB_COLLATE', '' );",
+        ]
+        for key in (
+            "AUTH_KEY",
+            "SECURE_AUTH_KEY",
+            "LOGGED_IN_KEY",
+            "NONCE_KEY",
+            "AUTH_SALT",
+            "SECURE_AUTH_SALT",
+            "LOGGED_IN_SALT",
+            "NONCE_SALT",
+        ):
+            lines.append(f"define( '{key}', '{secrets.token_hex(32)}' );")
+        lines += [
+            f"$table_prefix = {php_str(self.table_prefix)};",
+            f"define( 'WP_HOME', {php_str(self.base_url)} );",
+            f"define( 'WP_SITEURL', {php_str(self.base_url)} );",
+            "define( 'WP_CONTENT_DIR', __DIR__ . '/wp-content' );",
+            f"define( 'WP_CONTENT_URL', {php_str(self.base_url + '/wp-content')} );",
+            "define( 'DISABLE_WP_CRON', true );",
+            "define( 'DISALLOW_FILE_MODS', true );",
+            "define( 'AUTOMATIC_UPDATER_DISABLED', true );",
+            "define( 'WP_AUTO_UPDATE_CORE', false );",
+            "define( 'WP_HTTP_BLOCK_EXTERNAL', true );",
+            f"define( 'WP_ACCESSIBLE_HOSTS', {php_str(','.join(hosts))} );",
+            "define( 'WP_DEBUG', true );",
+            f"define( 'WP_DEBUG_LOG', {php_str(str(self.debug_log_path))} );",
+            "define( 'WP_DEBUG_DISPLAY', false );",
+            "define( 'WP_ENVIRONMENT_TYPE', 'local' );",
+        ]
+        if self.rt_url:
+            lines.append(f"define( 'APPOINTEASE_RT_URL', {php_str(self.rt_url)} );")
+        if self.public_url:
+            lines.append(f"define( 'APPOINTEASE_RT_PUBLIC_URL', {php_str(self.public_url)} );")
+        if self.hook_secret:
+            lines.append(f"define( 'APPOINTEASE_RT_HOOK_SECRET', {php_str(self.hook_secret)} );")
+        if self.extra_php:
+            lines.append(self.extra_php)
+        lines += [
+            "if ( ! defined( 'ABSPATH' ) ) {",
+            "\tdefine( 'ABSPATH', __DIR__ . '/' );",
+            "}",
+            "require_once ABSPATH . 'wp-settings.php';",
+            "",
+        ]
+        target = self.docroot / "wp-config.php"
+        tmp = target.with_suffix(".php.tmp")
+        tmp.write_text("\n".join(lines), encoding="utf-8")
+        tmp.replace(target)  # atomic: a request never sees half a file
+
+    # ---- lifecycle ---------------------------------------------------------------------
+
+    def _build(self) -> None:
+        """Copy WordPress and the plugins, create the database, install."""
+
+        def ignore(directory: str, names: list[str]) -> set[str]:
+            if Path(directory) == WORDPRESS_SRC:
+                return {"wp-config.php", ".htaccess"} & set(names)
+            return set()
+
+        shutil.copytree(WORDPRESS_SRC, self.docroot, symlinks=True, ignore=ignore)
+        content = self.docroot / "wp-content"
+        (content / "mu-plugins").mkdir(parents=True, exist_ok=True)
+        (content / "uploads").mkdir(parents=True, exist_ok=True)
+        shutil.copy(HERE / "php" / "appointease-standin.php", content / "mu-plugins")
+        shutil.copytree(PLUGIN_DIR, content / "plugins" / PLUGIN_DIR.name)
+
+        with contextlib.closing(self.mysql.connect()) as conn, conn.cursor() as cur:
+            cur.execute(f"CREATE DATABASE `{self.db_name}` CHARACTER SET utf8mb4")
+        self._write_config()
+        result = subprocess.run(
+            ["php", str(HERE / "php" / "install.php"), str(self.docroot), self.base_url],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+        if result.returncode != 0 or "installed" not in result.stdout:
+            raise RuntimeError(
+                f"WordPress install failed ({result.returncode}):\n{result.stdout}\n{result.stderr}"
+            )
+
+    def _start_server(self) -> None:
+        env = dict(os.environ, PHP_CLI_SERVER_WORKERS="4")
+        log = self.server_log_path.open("ab")
+        self._server = subprocess.Popen(
+            ["php", "-S", f"127.0.0.1:{self.port}", "-t", str(self.docroot)],
+            cwd=self.docroot,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=env,
+        )
+        log.close()
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            if self._server.poll() is not None:
+                raise RuntimeError(f"php -S exited:\n{self.server_log()}")
+            try:
+                if self.rest("GET", "/", timeout=2).status == 200:
+                    return
+            except OSError:
+                pass
+            time.sleep(0.1)
+        raise RuntimeError(f"php -S did not answer in 20 s:\n{self.server_log()}")
+
+    def close(self) -> None:
+        """Stop the server and drop the database (idempotent)."""
+        if self._server is not None:
+            self._server.terminate()
+            try:
+                self._server.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self._server.kill()
+                self._server.wait(timeout=10)
+            self._server = None
+        if self._db is not None:
+            with contextlib.suppress(Exception):
+                self._db.close()
+            self._db = None
+        with contextlib.suppress(Exception), contextlib.closing(self.mysql.connect()) as conn:
+            with conn.cursor() as cur:
+                cur.execute(f"DROP DATABASE IF EXISTS `{self.db_name}`")
+
+    def php_problems(self, fragment: str = "plugins/appointease-realtime-bridge/") -> list[str]:
+        """PHP errors, warnings, notices, deprecations logged for paths containing ``fragment``."""
+        levels = ("PHP Fatal", "PHP Warning", "PHP Notice", "PHP Deprecated", "PHP Parse")
+        return [
+            line
+            for line in self.server_log().splitlines()
+            if fragment in line and any(level in line for level in levels)
+        ]
+
+    def server_log(self) -> str:
+        """Output of ``php -S`` plus WordPress's debug.log (for failure messages)."""
+        parts = []
+        for path in (self.server_log_path, self.debug_log_path):
+            if path.exists():
+                parts.append(f"--- {path.name}\n{path.read_text(errors='replace')}")
+        return "\n".join(parts)
+
+    # ---- HTTP ------------------------------------------------------------------------
+
+    def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        body: bytes | None = None,
+        headers: dict[str, str] | None = None,
+        timeout: float = 30,
+    ) -> RestResponse:
+        """Any HTTP request to the site (``path`` starts with ``/``)."""
+        req = urllib.request.Request(  # noqa: S310 - always http://127.0.0.1:<port>
+            self.base_url + path, data=body, method=method, headers=headers or {}
+        )
+        started = time.monotonic()
+        try:
+            with urllib.request.urlopen(req, timeout=timeout) as resp:  # noqa: S310
+                status, raw, hdrs = resp.status, resp.read(), dict(resp.headers)
+        except urllib.error.HTTPError as err:
+            status, raw, hdrs = err.code, err.read(), dict(err.headers)
+        elapsed = time.monotonic() - started
+        text = raw.decode("utf-8", errors="replace")
+        try:
+            parsed = json.loads(text) if text else None
+        except ValueError:
+            parsed = None
+        return RestResponse(status, parsed, text, elapsed, hdrs)
+
+    def rest(
+        self,
+        method: str,
+        route: str,
+        payload: dict[str, Any] | None = None,
+        *,
+        timeout: float = 30,
+    ) -> RestResponse:
+        """Call a REST route through ``?rest_route=`` (no pretty permalinks needed)."""
+        path = "/?rest_route=" + urllib.parse.quote(route, safe="/")
+        body = None if payload is None else json.dumps(payload).encode()
+        headers = {"Content-Type": "application/json"} if payload is not None else {}
+        return self.request(method, path, body=body, headers=headers, timeout=timeout)
+
+    def create_booking(
+        self,
+        date: str,
+        time_: str,
+        employee_id: int,
+        *,
+        client_id: str = "",
+        email: str = "customer@example.org",
+        name: str = "Test Customer",
+        service_id: int = 1,
+        hook: str = "appointment_created",
+        timeout: float = 30,
+    ) -> RestResponse:
+        """POST /appointease/v1/appointments. 201 with id/strong_id, 409 if held or taken.
+
+        ``time_`` is ``HH:MM``; ``hook="new_appointment"`` fires
+        ``appointease_new_appointment`` instead of ``appointease_appointment_created``.
+        """
+        return self.rest(
+            "POST",
+            "/appointease/v1/appointments",
+            {
+                "date": date,
+                "time": time_,
+                "employee_id": employee_id,
+                "client_id": client_id,
+                "email": email,
+                "name": name,
+                "service_id": service_id,
+                "hook": hook,
+            },
+            timeout=timeout,
+        )
+
+    def cancel_booking(self, appointment_id: int | str, *, timeout: float = 30) -> RestResponse:
+        """DELETE /appointease/v1/appointments/<id> (numeric id or strong_id)."""
+        return self.rest(
+            "DELETE", f"/appointease/v1/appointments/{appointment_id}", timeout=timeout
+        )
+
+    def reschedule_booking(
+        self, appointment_id: int | str, new_date: str, *, timeout: float = 30
+    ) -> RestResponse:
+        """PUT /appointease/v1/appointments/<id> with ``new_date`` (``Y-m-d H:i:s``)."""
+        return self.rest(
+            "PUT",
+            f"/appointease/v1/appointments/{appointment_id}",
+            {"new_date": new_date},
+            timeout=timeout,
+        )
+
+    def admin_session(
+        self, user: str = "admin", password: str = ADMIN_PASSWORD
+    ) -> urllib.request.OpenerDirector:
+        """Log in through wp-login.php; returns an opener carrying the auth cookies.
+
+        Use it with full URLs (``site.base_url + "/wp-admin/..."``); it follows redirects.
+        """
+        jar = http.cookiejar.CookieJar()
+        opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(jar))
+        login = self.base_url + "/wp-login.php"
+        opener.open(login, timeout=30).read()  # sets wordpress_test_cookie
+        form = urllib.parse.urlencode(
+            {"log": user, "pwd": password, "testcookie": "1", "redirect_to": "/wp-admin/"}
+        ).encode()
+        opener.open(login, data=form, timeout=30).read()
+        if not any(c.name.startswith("wordpress_logged_in_") for c in jar):
+            raise RuntimeError(f"login as {user!r} failed:\n{self.server_log()}")
+        return opener
+
+    # ---- database ----------------------------------------------------------------------
+
+    def sql(
+        self, query: str, args: tuple[Any, ...] | list[Any] | None = None
+    ) -> list[dict[str, Any]]:
+        """Run one statement on the site's database; returns the rows (dicts)."""
+        if self._db is None:
+            self._db = self.mysql.connect(self.db_name)
+        self._db.ping()
+        with self._db.cursor() as cur:
+            cur.execute(query, args)
+            return list(cur.fetchall())
+
+    def outbox_rows(self) -> list[dict[str, Any]]:
+        """The bridge's pending events, oldest first; ``payload`` is also parsed as ``event``."""
+        rows = self.sql(f"SELECT * FROM `{self.outbox_table}` ORDER BY id")
+        for row in rows:
+            row["event"] = json.loads(row["payload"])
+        return rows
+
+    def make_outbox_due(self) -> None:
+        """Let every pending event be retried now (skip the backoff)."""
+        self.sql(f"UPDATE `{self.outbox_table}` SET next_attempt_at = 0, claimed_until = 0")
+
+    def insert_lock(
+        self, date: str, time_: str, employee_id: int, client_id: str, seconds: int = 600
+    ) -> None:
+        """Hold a slot like the daemon does: ``expires_at = NOW() + seconds`` (database clock)."""
+        self.sql(
+            f"INSERT INTO `{self.locks_table}` (date, time, employee_id, client_id, expires_at) "
+            "VALUES (%s, %s, %s, %s, NOW() + INTERVAL %s SECOND)",
+            (date, time_, employee_id, client_id, seconds),
+        )
+
+    def appointments(self) -> list[dict[str, Any]]:
+        """All rows of ``{prefix}appointments``."""
+        return self.sql(f"SELECT * FROM `{self.appointments_table}` ORDER BY id")
+
+    # ---- PHP inside WordPress ----------------------------------------------------------------
+
+    def php(self, code: str, *args: Any, timeout: float = 60) -> str:
+        """Run PHP code inside this WordPress (CLI, all plugins loaded); returns stdout.
+
+        Positional ``args`` are JSON-encoded and available as ``$args`` (a list).
+        """
+        parts = urllib.parse.urlsplit(self.base_url)
+        script = (
+            "<?php\n"
+            f"$_SERVER['HTTP_HOST'] = '{parts.netloc}';\n"
+            "$_SERVER['SERVER_NAME'] = '127.0.0.1';\n"
+            f"$_SERVER['SERVER_PORT'] = '{parts.port}';\n"
+            "$_SERVER['REQUEST_URI'] = '/';\n"
+            "$args = json_decode($argv[1], true);\n"
+            f"require {json.dumps(str(self.docroot / 'wp-load.php'))};\n"
+            f"{code}\n"
+        )
+        path = self.workdir / f"eval-{secrets.token_hex(4)}.php"
+        path.write_text(script, encoding="utf-8")
+        try:
+            result = subprocess.run(
+                ["php", str(path), json.dumps(list(args))],
+                cwd=self.docroot,
+                capture_output=True,
+                text=True,
+                timeout=timeout,
+                check=False,
+            )
+        finally:
+            path.unlink(missing_ok=True)
+        if result.returncode != 0:
+            raise RuntimeError(
+                f"PHP failed ({result.returncode}):\n{result.stdout}\n{result.stderr}"
+            )
+        return result.stdout
+
+    def can_book(self, date: str, time_: str, employee_id: int, client_id: str) -> bool:
+        """``appointease_realtime_can_book()`` as WordPress answers it."""
+        out = self.php(
+            "echo json_encode(appointease_realtime_can_book(...$args));",
+            date,
+            time_,
+            employee_id,
+            client_id,
+        )
+        return bool(json.loads(out.strip().splitlines()[-1]))
+
+    def run_cron(self, *, make_due: bool = True, timeout: float = 60) -> RestResponse:
+        """Run the outbox retry through the real WP-Cron path.
+
+        With ``make_due`` the pending events skip their backoff and the bridge's
+        cron event is rescheduled to the past; then ``GET /wp-cron.php`` runs
+        every due event and returns when it is done (``php -S`` has no
+        ``fastcgi_finish_request``).
+        """
+        if make_due:
+            self.make_outbox_due()
+            self.php(
+                f"$t = wp_next_scheduled('{CRON_HOOK}');"
+                f"if ($t) {{ wp_unschedule_event($t, '{CRON_HOOK}'); }}"
+                f"wp_schedule_event(time() - 1, '{CRON_SCHEDULE}', '{CRON_HOOK}');"
+                "delete_transient('doing_cron');"
+            )
+        return self.request("GET", "/wp-cron.php", timeout=timeout)
+
+    # ---- async twins (run the blocking helpers in a worker thread) -----------------------------
+
+    async def arest(self, *args: Any, **kwargs: Any) -> RestResponse:
+        """Async :meth:`rest`."""
+        return await asyncio.to_thread(self.rest, *args, **kwargs)
+
+    async def acreate_booking(self, *args: Any, **kwargs: Any) -> RestResponse:
+        """Async :meth:`create_booking`."""
+        return await asyncio.to_thread(self.create_booking, *args, **kwargs)
+
+    async def acancel_booking(self, *args: Any, **kwargs: Any) -> RestResponse:
+        """Async :meth:`cancel_booking`."""
+        return await asyncio.to_thread(self.cancel_booking, *args, **kwargs)
+
+    async def areschedule_booking(self, *args: Any, **kwargs: Any) -> RestResponse:
+        """Async :meth:`reschedule_booking`."""
+        return await asyncio.to_thread(self.reschedule_booking, *args, **kwargs)
+
+    async def arun_cron(self, **kwargs: Any) -> RestResponse:
+        """Async :meth:`run_cron`."""
+        return await asyncio.to_thread(self.run_cron, **kwargs)
+
+    async def aphp(self, code: str, *args: Any, **kwargs: Any) -> str:
+        """Async :meth:`php`."""
+        return await asyncio.to_thread(self.php, code, *args, **kwargs)
+
+
+@contextlib.contextmanager
+def start_wordpress(
+    workdir: Path,
+    *,
+    rt_url: str | None,
+    hook_secret: str | None,
+    public_url: str | None = None,
+    table_prefix: str = "wp_",
+    mysql: MySQLParams | None = None,
+    extra_php: str = "",
+) -> Iterator[WordPressSite]:
+    """Build, install and serve a throw-away WordPress; tear it all down on exit.
+
+    ``rt_url``/``hook_secret``/``public_url`` become APPOINTEASE_RT_URL,
+    APPOINTEASE_RT_HOOK_SECRET and APPOINTEASE_RT_PUBLIC_URL (None: not
+    defined). ``extra_php`` is appended to wp-config.php (before wp-settings).
+    Raises :class:`WordPressUnavailable` when PHP/WordPress/the database is missing.
+    """
+    params = mysql or MySQLParams.from_env()
+    check_requirements(params)
+    workdir.mkdir(parents=True, exist_ok=True)
+    site = WordPressSite(
+        workdir=workdir.resolve(),
+        port=free_port(),
+        db_name=f"aert_wp_{secrets.token_hex(5)}",
+        table_prefix=table_prefix,
+        mysql=params,
+        rt_url=rt_url,
+        hook_secret=hook_secret,
+        public_url=public_url,
+        extra_php=extra_php,
+    )
+    try:
+        site._build()
+        site._start_server()
+        yield site
+    finally:
+        site.close()
