@@ -1,4 +1,4 @@
-"""Command line: ``appointease-realtime serve | check | init-db | seed-demo``."""
+"""Command line: ``appointease-realtime serve | check | init-db | seed-demo | send-hook``."""
 
 from __future__ import annotations
 
@@ -10,10 +10,12 @@ from collections.abc import Sequence
 from dataclasses import replace
 from datetime import date, timedelta
 
+import aiohttp
 from aiohttp import web
 
 from .app import create_app
 from .config import ConfigError, Settings, load_settings
+from .hooks import EVENT_TYPES, signed_request
 from .store import StoreUnavailable, open_store
 
 DEMO_EMAIL = "demo@example.com"
@@ -31,6 +33,12 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int, help="port to bind (PORT)")
     sub.add_parser("check", help="check configuration, database and tables")
     sub.add_parser("init-db", help="create the two tables where missing (never alters one)")
+    hook = sub.add_parser("send-hook", help="sign and send one booking hook to a daemon")
+    hook.add_argument("type", choices=EVENT_TYPES, help="event type")
+    hook.add_argument("id", help="appointment id or strong_id (ignored for test.ping)")
+    hook.add_argument("--url", help="hook URL (default http://127.0.0.1:PORT/hooks/booking)")
+    hook.add_argument("--previous-date", help="a move's former appointment_date, Y-m-d H:i:s")
+    hook.add_argument("--previous-employee", type=int, help="a move's former employee id")
     seed = sub.add_parser("seed-demo", help="put demo appointments into the embedded database")
     seed.add_argument("--days", type=int, default=7, help="how many days from today")
     return parser
@@ -113,6 +121,30 @@ async def _seed_demo(settings: Settings, days: int) -> int:
     return 0
 
 
+async def _send_hook(settings: Settings, args: argparse.Namespace) -> int:
+    if not settings.hook_secret:
+        print("HOOK_SECRET is not set: nothing to sign with", file=sys.stderr)
+        return 2
+    data: dict[str, object] = {} if args.type == "test.ping" else {"id": args.id}
+    if args.previous_date or args.previous_employee:
+        data["previous"] = {
+            "appointment_date": args.previous_date,
+            "employee_id": args.previous_employee,
+        }
+    body, headers = signed_request(settings.hook_secret, args.type, data)
+    url = args.url or f"http://127.0.0.1:{settings.port}/hooks/booking"
+    try:
+        async with aiohttp.ClientSession() as session:
+            async with session.post(
+                url, data=body, headers=headers, timeout=aiohttp.ClientTimeout(10)
+            ) as resp:
+                print(f"{resp.status} {await resp.text()}")
+                return 0 if resp.status < 300 else 1
+    except (aiohttp.ClientError, TimeoutError) as exc:
+        print(f"could not reach {url}: {exc}", file=sys.stderr)
+        return 1
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the console script."""
     args = _parser().parse_args(argv)
@@ -134,6 +166,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return asyncio.run(_check(settings))
         if args.command == "init-db":
             return asyncio.run(_init_db(settings))
+        if args.command == "send-hook":
+            return asyncio.run(_send_hook(settings, args))
         return asyncio.run(_seed_demo(settings, args.days))
     except StoreUnavailable as exc:
         print(f"database unavailable: {exc}", file=sys.stderr)

@@ -9,8 +9,9 @@ from collections.abc import AsyncIterator
 
 from aiohttp import WSCloseCode, web
 
-from .broker import MemoryBroker
+from .broker import Broker, MemoryBroker
 from .config import Settings
+from .hooks import routes as hook_routes
 from .keys import NODE, SETTINGS
 from .node import Node
 from .reconcile import background_jobs
@@ -20,11 +21,16 @@ from .views import routes
 log = logging.getLogger(__name__)
 
 
+def open_broker(settings: Settings) -> Broker:
+    """The in-process broker (a Redis broker for many nodes comes next)."""
+    return MemoryBroker()
+
+
 async def _node_context(app: web.Application) -> AsyncIterator[None]:
     """Open the store and broker, start the node and its loops; undo it all on the way out."""
     settings = app[SETTINGS]
     store = await open_store(settings)
-    broker = MemoryBroker()
+    broker = open_broker(settings)
     node = Node(settings, store, broker)
     await node.start()
     app[NODE] = node
@@ -56,4 +62,5 @@ def create_app(settings: Settings) -> web.Application:
     app.cleanup_ctx.append(_node_context)
     app.on_shutdown.append(_close_sockets)
     app.add_routes(routes)
+    app.add_routes(hook_routes)
     return app

@@ -56,6 +56,12 @@ class Broker(Protocol):
     async def remember(self, key: str, ttl: float) -> bool:
         """Record ``key`` for ``ttl`` seconds; True when it was not already recorded."""
 
+    async def forget(self, key: str) -> None:
+        """Drop a recorded ``key`` (a hook that failed to apply may come again)."""
+
+    def status(self) -> str | None:
+        """None when healthy; otherwise why the node serves only its own clients (degraded)."""
+
     async def close(self) -> None:
         """Stop delivering and release connections."""
 
@@ -138,6 +144,14 @@ class MemoryBroker:
             return False
         self.seen[key] = now + ttl
         return True
+
+    async def forget(self, key: str) -> None:
+        """Drop a recorded ``key``."""
+        self.seen.pop(key, None)
+
+    def status(self) -> str | None:
+        """Always healthy: there is nothing to lose contact with."""
+        return None
 
     async def close(self) -> None:
         """Stop delivering."""

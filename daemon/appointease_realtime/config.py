@@ -6,6 +6,8 @@ so start-up stops with one readable line.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import os
 import re
 from collections.abc import Callable, Mapping
@@ -47,7 +49,14 @@ class Settings:
     selection_ttl_seconds: float = 120.0
     max_selections_per_client: int = 10
     resume_secret: str = field(default="", repr=False)
+    hook_secret: str = field(default="", repr=False)
+    reconcile_interval_seconds: float = 2.0
+    redis_url: str | None = field(default=None, repr=False)
+    qa_mode: bool = False
+    qa_force: bool = False
+    shutdown_timeout_seconds: float = 10.0
     log_level: str = "INFO"
+    log_format: str = "text"
 
     @property
     def uses_mysql(self) -> bool:
@@ -92,6 +101,38 @@ def _log_level(raw: str) -> str:
     if level not in _LOG_LEVELS:
         raise ValueError(f"must be one of {', '.join(_LOG_LEVELS)}, got {raw!r}")
     return level
+
+
+def _bool(raw: str) -> bool:
+    value = raw.strip().lower()
+    if value in ("1", "true", "yes", "on"):
+        return True
+    if value in ("0", "false", "no", "off"):
+        return False
+    raise ValueError(f"must be true or false, got {raw!r}")
+
+
+def _hook_secret(raw: str) -> str:
+    if not raw.startswith("whsec_") or len(raw) < 20:
+        raise ValueError("must be a Standard Webhooks secret: whsec_ followed by base64")
+    try:
+        base64.b64decode(raw.removeprefix("whsec_"), validate=True)
+    except binascii.Error:
+        raise ValueError("the part after whsec_ is not valid base64") from None
+    return raw
+
+
+def _redis_url(raw: str) -> str:
+    if not raw.startswith(("redis://", "rediss://", "unix://")):
+        raise ValueError(f"must start with redis://, rediss:// or unix://, got {raw!r}")
+    return raw
+
+
+def _log_format(raw: str) -> str:
+    value = raw.strip().lower()
+    if value not in ("text", "json"):
+        raise ValueError(f"must be text or json, got {raw!r}")
+    return value
 
 
 def _text(raw: str) -> str:
@@ -159,5 +200,16 @@ def load_settings(
             "MAX_SELECTIONS_PER_CLIENT", _int(1, 1000), d.max_selections_per_client
         ),
         resume_secret=r.get("RESUME_SECRET", _text, d.resume_secret),
+        hook_secret=r.get("HOOK_SECRET", _hook_secret, d.hook_secret),
+        reconcile_interval_seconds=r.get(
+            "RECONCILE_INTERVAL_SECONDS", _float(0.1, 3600), d.reconcile_interval_seconds
+        ),
+        redis_url=r.get("REDIS_URL", _redis_url, d.redis_url),
+        qa_mode=r.get("QA_MODE", _bool, d.qa_mode),
+        qa_force=r.get("QA_FORCE", _bool, d.qa_force),
+        shutdown_timeout_seconds=r.get(
+            "SHUTDOWN_TIMEOUT_SECONDS", _float(0, 600), d.shutdown_timeout_seconds
+        ),
         log_level=r.get("LOG_LEVEL", _log_level, d.log_level),
+        log_format=r.get("LOG_FORMAT", _log_format, d.log_format),
     )

@@ -15,7 +15,7 @@ from .config import Settings
 from .connection import Connection
 from .hub import Hub
 from .locks import Locks
-from .protocol import Frame
+from .protocol import Frame, encode
 from .rooms import Rooms
 from .store import Store, StoreUnavailable
 
@@ -45,6 +45,11 @@ class Node:
         try:
             if "room" in event:
                 self.rooms.deliver(event)
+            elif event.get("kind") == "customer":
+                email = str(event["email"])
+                if email in self.hub.customers:
+                    for frame in event["frames"]:
+                        self.hub.send_customer(email, encode(frame))
         except (KeyError, TypeError, ValueError, IndexError):
             log.warning("dropped a malformed cluster event: %r", event)
 

@@ -1,4 +1,9 @@
-"""Background loops: lock expiry and selection expiry (and, later, re-reading watched days)."""
+"""Background loops: lock expiry, selection expiry, and re-reading the watched days.
+
+Hooks make an update instant; reconciliation makes it certain: every interval the booked
+times of all rooms watched on this node are read in ONE query, and a room whose bookings
+changed (a lost hook, no bridge, an admin's edit) is announced exactly as a hook would.
+"""
 
 from __future__ import annotations
 
@@ -30,9 +35,23 @@ async def expire_selections(node: Node) -> None:
         await node.rooms.announce_selections(room)
 
 
+async def reconcile_rooms(node: Node) -> int:
+    """Re-read the booked times of every locally watched room; announce the rooms that changed."""
+    rooms = list(node.hub.rooms)
+    if not rooms:
+        return 0
+    booked = await node.store.booked_times(rooms)
+    changed = [room for room in rooms if booked[room] != node.rooms.known_booked.get(room)]
+    for room in changed:
+        node.rooms.touch(room)
+    return len(changed)
+
+
 def background_jobs(node: Node) -> list[Coroutine[None, None, None]]:
     """The loops one node runs for as long as it serves."""
+    settings = node.settings
     return [
-        repeat(node.settings.lock_sweep_interval_seconds, node.locks.sweep, "lock expiry"),
+        repeat(settings.lock_sweep_interval_seconds, node.locks.sweep, "lock expiry"),
         repeat(1.0, lambda: expire_selections(node), "selection expiry"),
+        repeat(settings.reconcile_interval_seconds, lambda: reconcile_rooms(node), "reconcile"),
     ]

@@ -107,5 +107,8 @@ class Store(Protocol):
     async def insert_appointment(self, fields: dict[str, Any]) -> int:
         """Insert one appointment row (demo data and QA); return its id."""
 
+    async def update_appointment(self, appointment_id: int, fields: dict[str, Any]) -> bool:
+        """Change columns of one appointment (QA); True when the row exists."""
+
     async def close(self) -> None:
         """Release connections."""

@@ -437,6 +437,22 @@ class SqlStore(ABC):
 
         return await self.run(work, write=True)
 
+    async def update_appointment(self, appointment_id: int, fields: dict[str, Any]) -> bool:
+        """Change columns of one appointment (QA); True when the row exists."""
+        unknown = set(fields) - INSERTABLE_COLUMNS
+        if unknown or not fields:
+            raise ValueError(f"unknown or no appointment columns: {sorted(unknown)}")
+        names = list(fields)
+
+        async def work(tx: Tx) -> int:
+            return await tx.run(
+                f"UPDATE {self.appointments} SET {', '.join(f'{n} = %s' for n in names)}"  # noqa: S608
+                " WHERE id = %s",
+                [*(fields[n] for n in names), appointment_id],
+            )
+
+        return await self.run(work, write=True) > 0
+
     @abstractmethod
     def last_insert_id_sql(self) -> str:
         """SQL that returns the id of the row this connection inserted last."""

@@ -1,0 +1,259 @@
+"""POST /hooks/booking: every refusal, dedupe, and what a booking change tells each page."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from aiohttp.test_utils import TestClient
+from standardwebhooks.webhooks import Webhook
+
+from appointease_realtime.hooks import signed_request
+from appointease_realtime.store import Store
+
+SECRET = "whsec_" + base64.b64encode(b"appointease-test-secret-32-bytes").decode()
+OTHER_SECRET = "whsec_" + base64.b64encode(b"some-other-secret-of-32-bytes!!!").decode()
+DAY = "2030-05-06"
+Connect = Callable[..., Any]
+SQL = Callable[..., Awaitable[list[tuple[Any, ...]]]]
+
+
+@pytest.fixture
+async def hooked(make_client: Callable[..., Any]) -> TestClient[Any, Any]:
+    """A daemon with HOOK_SECRET set and reconciliation out of the way (hooks alone)."""
+    client: TestClient[Any, Any] = await make_client(
+        hook_secret=SECRET, reconcile_interval_seconds=3600
+    )
+    return client
+
+
+async def post(
+    client: TestClient[Any, Any], body: bytes, headers: dict[str, str]
+) -> tuple[int, Any]:
+    resp = await client.post("/hooks/booking", data=body, headers=headers)
+    return resp.status, await resp.json()
+
+
+async def book(
+    store: Store, time_: str = "10:00", email: str = "ann@example.com", **extra: Any
+) -> int:
+    return await store.insert_appointment(
+        {
+            "name": "Ann",
+            "email": email,
+            "appointment_date": f"{DAY} {time_}:00",
+            "employee_id": 3,
+            "strong_id": f"APT-2030-{time_.replace(':', '')}",
+            **extra,
+        }
+    )
+
+
+# ---- refusals change nothing ----
+
+
+async def test_refusals(hooked: TestClient[Any, Any], connect: Connect, store: Store) -> None:
+    await book(store)
+    watcher = await connect(on=hooked)
+    await watcher.request("watch_slot", "active_selections", date=DAY, employeeId=3)
+    good_body, good = signed_request(SECRET, "appointment.created", {"id": "APT-2030-1000"})
+
+    missing = {k: v for k, v in good.items() if k != "webhook-signature"}
+    assert await post(hooked, good_body, missing) == (
+        401,
+        {"error": "Signature rejected: Missing required headers", "code": "invalid_signature"},
+    )
+    _, forged = signed_request(OTHER_SECRET, "appointment.created", {"id": "APT-2030-1000"})
+    assert (await post(hooked, good_body, forged))[0] == 401
+    tampered = good_body.replace(b"1000", b"1001")
+    assert (await post(hooked, tampered, good))[1]["code"] == "invalid_signature"
+    garbled = {**good, "webhook-signature": "nonsense"}
+    assert (await post(hooked, good_body, garbled))[1]["code"] == "invalid_signature"
+
+    old = datetime.now(UTC) - timedelta(minutes=6)
+    stale = {**good, "webhook-timestamp": str(int(old.timestamp()))}
+    stale["webhook-signature"] = Webhook(SECRET).sign(good["webhook-id"], old, good_body.decode())
+    assert await post(hooked, good_body, stale) == (
+        401,
+        {"error": "Timestamp outside the 5-minute window", "code": "timestamp_out_of_window"},
+    )
+
+    big, big_headers = signed_request(SECRET, "appointment.created", {"id": "x" * 70_000})
+    assert (await post(hooked, big, big_headers))[0] == 413
+
+    bad_json = b"{not json"
+    bad_headers = {**good, "webhook-id": "msg_badjson"}
+    bad_headers["webhook-signature"] = Webhook(SECRET).sign(
+        "msg_badjson", datetime.now(UTC), bad_json.decode()
+    )
+    bad_headers["webhook-timestamp"] = str(int(time.time()))
+    assert await post(hooked, bad_json, bad_headers) == (
+        400,
+        {"error": "Body is not valid JSON", "code": "invalid_json"},
+    )
+
+    unknown, unknown_headers = signed_request(SECRET, "appointment.exploded", {"id": 1})
+    assert (await post(hooked, unknown, unknown_headers)) == (
+        422,
+        {"error": "Unknown event type: appointment.exploded", "code": "unknown_event"},
+    )
+    no_id, no_id_headers = signed_request(SECRET, "appointment.created", {"id": True})
+    assert (await post(hooked, no_id, no_id_headers))[0] == 400
+
+    assert [f["type"] for f in await watcher.quiet(0.5)] == []  # nothing was broadcast
+
+
+async def test_secret_unset_answers_503(client: TestClient[Any, Any]) -> None:
+    body, headers = signed_request(SECRET, "appointment.created", {"id": 1})
+    assert await post(client, body, headers) == (
+        503,
+        {"error": "HOOK_SECRET is not set on this daemon", "code": "hooks_disabled"},
+    )
+
+
+async def test_key_rotation_accepts_any_listed_signature(hooked: TestClient[Any, Any]) -> None:
+    body, headers = signed_request(SECRET, "test.ping", {})
+    old_sig = Webhook(OTHER_SECRET).sign(headers["webhook-id"], datetime.now(UTC), body.decode())
+    rotated = {**headers, "webhook-signature": f"{old_sig} {headers['webhook-signature']}"}
+    assert await post(hooked, body, rotated) == (200, {"ok": True, "pong": True})
+
+
+# ---- effects ----
+
+
+async def test_created_reaches_watchers_once_and_completes_the_hold(
+    hooked: TestClient[Any, Any], connect: Connect, store: Store, sql: SQL
+) -> None:
+    watcher, booker = await connect(on=hooked), await connect(on=hooked, email="ann@example.com")
+    await watcher.request("watch_slot", "active_selections", date=DAY, employeeId=3)
+    await booker.request("watch_appointments", "appointments_data")
+    await booker.request("lock_slot", "slot_locked", date=DAY, time="10:00", employeeId=3)
+    await watcher.expect("availability_update", locked=["10:00"])
+    await book(store)
+    body, headers = signed_request(SECRET, "appointment.created", {"id": "APT-2030-1000"})
+    started = time.monotonic()
+    assert await post(hooked, body, headers) == (200, {"ok": True, "found": True})
+    taken = await watcher.expect("slot_taken", timeout=1)
+    assert time.monotonic() - started < 1.0
+    assert taken["slot"] == f"{DAY} 10:00" and taken["employeeId"] == 3
+    await watcher.expect("availability_update", booked=["10:00"], locked=[])
+    assert await sql("SELECT COUNT(*) FROM wp_appointease_slot_locks") == [(0,)]
+    update = await booker.expect("update")
+    assert [a["strong_id"] for a in update["data"]["appointments"]] == ["APT-2030-1000"]
+    changed = await booker.expect("appointment_update")
+    assert changed["appointment"]["appointment_date"] == f"{DAY} 10:00:00"
+
+    again = await post(hooked, body, headers)  # the bridge retried: same webhook-id
+    assert again == (200, {"ok": True, "duplicate": True})
+    assert [f["type"] for f in await watcher.quiet(0.5)] == []
+
+
+async def test_move_frees_the_old_slot_and_takes_the_new(
+    hooked: TestClient[Any, Any], connect: Connect, store: Store
+) -> None:
+    appointment_id = await book(store, "10:00")
+    old_room, new_room = await connect(on=hooked), await connect(on=hooked)
+    await old_room.request("watch_slot", "active_selections", date=DAY, employeeId=3)
+    await new_room.request("watch_slot", "active_selections", date="2030-05-07", employeeId=4)
+    await store.update_appointment(
+        appointment_id, {"appointment_date": "2030-05-07 15:00:00", "employee_id": 4}
+    )
+    previous = {"appointment_date": f"{DAY} 10:00:00", "employee_id": 3}
+    body, headers = signed_request(
+        SECRET, "appointment.updated", {"id": appointment_id, "previous": previous}
+    )
+    assert (await post(hooked, body, headers))[0] == 200
+    await old_room.expect("availability_update", booked=[])
+    taken = await new_room.expect("slot_taken")
+    assert (taken["date"], taken["time"], taken["employeeId"]) == ("2030-05-07", "15:00", 4)
+
+
+async def test_cancel_frees_the_slot_and_tells_the_customer(
+    hooked: TestClient[Any, Any], connect: Connect, store: Store
+) -> None:
+    appointment_id = await book(store, "10:00")
+    watcher, customer = await connect(on=hooked), await connect(on=hooked, email="ann@example.com")
+    await watcher.send("watch_slot", date=DAY, employeeId=3)
+    assert (await watcher.expect("availability_update"))["booked"] == ["10:00"]
+    await customer.request("subscribe", "update")
+    await store.update_appointment(appointment_id, {"status": "cancelled"})
+    body, headers = signed_request(SECRET, "appointment.cancelled", {"id": str(appointment_id)})
+    assert (await post(hooked, body, headers))[0] == 200
+    await watcher.expect("availability_update", booked=[], unavailable=[])
+    assert (await customer.expect("update"))["data"]["appointments"] == []
+    cancel = await customer.expect("appointment_cancel")
+    assert cancel["appointment"]["status"] == "cancelled"
+
+
+async def test_unknown_appointment_is_acknowledged_without_broadcast(
+    hooked: TestClient[Any, Any],
+) -> None:
+    body, headers = signed_request(SECRET, "appointment.created", {"id": "APT-none"})
+    assert await post(hooked, body, headers) == (200, {"ok": True, "found": False})
+
+
+async def test_database_down_answers_503_and_the_retry_is_not_a_duplicate(
+    hooked: TestClient[Any, Any], store: Store, sql: SQL
+) -> None:
+    await book(store)
+    await sql("ALTER TABLE wp_appointments RENAME TO wp_appointments_away")
+    body, headers = signed_request(SECRET, "appointment.created", {"id": "APT-2030-1000"})
+    status, answer = await post(hooked, body, headers)
+    assert status == 503 and answer["code"] == "unavailable"
+    await sql("ALTER TABLE wp_appointments_away RENAME TO wp_appointments")
+    assert await post(hooked, body, headers) == (200, {"ok": True, "found": True})
+
+
+# ---- reconciliation: certain even when no hook comes ----
+
+
+async def test_a_row_inserted_without_hook_reaches_watchers(
+    make_client: Callable[..., Any], connect: Connect, sql: SQL
+) -> None:
+    client = await make_client(reconcile_interval_seconds=0.5)
+    watcher = await connect(on=client)
+    await watcher.request("watch_slot", "active_selections", date=DAY, employeeId=3)
+    await sql(
+        "INSERT INTO wp_appointments (name, email, appointment_date, employee_id, status)"
+        " VALUES ('Walk-in', 'w@example.com', %s, 3, 'confirmed')",
+        f"{DAY} 11:30:00",
+    )
+    started = time.monotonic()
+    taken = await watcher.expect("slot_taken", timeout=1.5)  # interval + 1 s
+    assert taken["time"] == "11:30" and time.monotonic() - started < 1.5
+    await watcher.expect("availability_update", booked=["11:30"])
+    await sql("UPDATE wp_appointments SET status = 'cancelled'")
+    await watcher.expect("availability_update", booked=[], timeout=1.5)
+    assert [f for f in await watcher.quiet(1.2) if f["type"] == "slot_taken"] == []
+
+
+# ---- send-hook, for admins ----
+
+
+async def test_send_hook_command(hooked: TestClient[Any, Any], store: Store) -> None:
+    await book(store)
+    url = str(hooked.make_url("/hooks/booking"))
+    env = {**os.environ, "HOOK_SECRET": SECRET}
+    cmd = [sys.executable, "-m", "appointease_realtime", "--env-file", os.devnull, "send-hook"]
+
+    def run(*args: str, env: dict[str, str] = env) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [*cmd, *args], capture_output=True, text=True, env=env, timeout=30, check=False
+        )
+
+    sent = await asyncio.to_thread(run, "appointment.created", "APT-2030-1000", "--url", url)
+    assert sent.returncode == 0, sent.stderr
+    assert json.loads(sent.stdout.split(" ", 1)[1]) == {"ok": True, "found": True}
+    no_secret = await asyncio.to_thread(
+        run, "test.ping", "-", "--url", url, env={**env, "HOOK_SECRET": ""}
+    )
+    assert no_secret.returncode == 2 and "HOOK_SECRET is not set" in no_secret.stderr
