@@ -207,6 +207,7 @@ async def test_table_prefix_is_honoured(settings: Settings, sql: SQL) -> None:
 async def test_expiry_follows_database_clock_whatever_the_time_zone(settings: Settings) -> None:
     """The old server computed expiry in its own zone and lost locks hours early."""
     import pymysql
+
     from tests.conftest import MYSQL
 
     root = pymysql.connect(**MYSQL, password="", autocommit=True)

@@ -59,9 +59,8 @@ async def test_readyz_reports_an_unreachable_database(
 ) -> None:
     import socket
 
-    from tests.conftest import base_settings
-
     from appointease_realtime.app import create_app
+    from tests.conftest import base_settings
 
     with socket.socket() as probe:  # a port nobody listens on
         probe.bind(("127.0.0.1", 0))
