@@ -369,14 +369,17 @@ class SqlStore(ABC):
         result: dict[Room, set[str]] = {room: set() for room in rooms}
         if not rooms:
             return result
+        by_day: dict[str, list[int]] = {}
+        for room in rooms:
+            by_day.setdefault(room.date, []).append(room.employee_id)
         clauses: list[str] = []
         args: list[Any] = []
-        for room in rooms:
-            start, end = day_bounds(room.date)
+        for day, employees in by_day.items():  # one index range per watched day
+            marks = ", ".join(["%s"] * len(employees))
             clauses.append(
-                "(employee_id = %s AND appointment_date >= %s AND appointment_date < %s)"
+                f"(appointment_date >= %s AND appointment_date < %s AND employee_id IN ({marks}))"
             )
-            args.extend((room.employee_id, start, end))
+            args.extend((*day_bounds(day), *employees))
 
         async def work(tx: Tx) -> list[Row]:
             return await tx.all(
