@@ -58,7 +58,8 @@ async def measure(settings: Settings, args: argparse.Namespace) -> None:
             times.append(time.perf_counter() - began)
         median = statistics.median(times)
         baseline = baseline or median
-        print(f"{count:>5} rooms: median {median * 1000:7.2f} ms  ({median / baseline:5.1f}x one room)")
+        ratio = median / baseline
+        print(f"{count:>5} rooms: median {median * 1000:7.2f} ms  ({ratio:5.1f}x one room)")
     await store.close()
 
 

@@ -20,9 +20,11 @@ import pytest
 from aiohttp.test_utils import TestClient
 
 from appointease_realtime.app import create_app
+from appointease_realtime.auth import mint_token
 from appointease_realtime.config import Settings
 from appointease_realtime.store import Store, open_store
 
+TOKEN_SECRET = "test-token-secret-of-at-least-32-characters"
 MYSQL = {"host": os.environ.get("TEST_MYSQL_HOST", "127.0.0.1"), "port": 3306, "user": "root"}
 IN_CI = os.environ.get("CI", "").lower() == "true"
 
@@ -77,6 +79,7 @@ def base_settings(**overrides: Any) -> Settings:
         "lock_sweep_interval_seconds": 0.2,
         "lock_release_grace_seconds": 0.5,
         "resume_secret": "test-resume-secret",
+        "token_secret": TOKEN_SECRET,
         "db_pool_size": 20,
     }
     return Settings(**{**defaults, **overrides})
@@ -220,13 +223,28 @@ class Socket:
         await self.ws.close()
 
 
+def token_for(email: str | None = None, role: str = "customer", **claims: Any) -> str:
+    """A connection token as the bridge would mint it, signed with the tests' secret."""
+    return mint_token(TOKEN_SECRET, f"test:{email or role}", email, role, **claims)
+
+
 @pytest.fixture
 def connect(client: TestClient[Any, Any]) -> Callable[..., Any]:
-    """Open a socket to the daemon; keyword arguments become query parameters."""
+    """Open a socket to the daemon.
+
+    ``email``/``role`` connect with a signed token for that identity (``/ws/<token>``);
+    other keyword arguments become query parameters.
+    """
 
     async def open_socket(
-        path: str = "/", on: TestClient[Any, Any] | None = None, **query: str
+        path: str = "/",
+        on: TestClient[Any, Any] | None = None,
+        email: str | None = None,
+        role: str | None = None,
+        **query: str,
     ) -> Socket:
+        if email or role:
+            path = f"/ws/{token_for(email, role or 'customer')}"
         ws = await (on or client).ws_connect(path, params=query or None)
         msg = await ws.receive(timeout=5)
         hello = json.loads(msg.data)

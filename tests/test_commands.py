@@ -32,7 +32,7 @@ async def test_ping_pong(connect: Connect) -> None:
 
 
 async def test_booking_session_is_tracked_and_shown_in_debug(connect: Connect) -> None:
-    sock = await connect()
+    sock = await connect(role="admin")
     tracked = await sock.request(
         "booking_session",
         "session_tracked",
@@ -94,7 +94,7 @@ async def test_watch_slot_answers_with_availability_and_selections(
     await store.insert_appointment(
         {"name": "A", "email": "a@x.io", "appointment_date": f"{DAY} 09:00:00", "employee_id": 3}
     )
-    holder, watcher = await connect(), await connect()
+    holder, watcher = await connect(), await connect(role="admin")
     await holder.request("lock_slot", "slot_locked", date=DAY, time="10:00", employeeId=3)
     await watcher.send("watch_slot", date=DAY, employeeId=3, time="09:30")
     availability = await watcher.expect("availability_update")

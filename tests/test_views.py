@@ -36,7 +36,8 @@ async def test_debug_has_the_old_shape_plus_locks_and_node(
     assert body["clients"] == [
         {
             "id": picker.client_id,
-            "email": "ann@example.com",
+            "email": "a***@example.com",
+            "role": "customer",
             "isAnonymous": False,
             "watchingSlot": {"date": DAY, "employeeId": 1},
         }

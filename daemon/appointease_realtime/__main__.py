@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import logging
+import ssl
 import sys
 from collections.abc import Sequence
 from dataclasses import replace
@@ -16,7 +16,9 @@ from aiohttp import web
 from .app import create_app
 from .config import ConfigError, Settings, load_settings
 from .hooks import EVENT_TYPES, signed_request
+from .logs import AccessLogger, setup_logging
 from .store import StoreUnavailable, open_store
+from .systemd import ready
 
 DEMO_EMAIL = "demo@example.com"
 DEMO_TIMES = ("09:00", "10:30", "14:00", "16:30")
@@ -44,10 +46,13 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _setup_logging(settings: Settings) -> None:
-    logging.basicConfig(
-        level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+def _tls_context(settings: Settings) -> ssl.SSLContext | None:
+    """Serve wss:// directly when TLS_CERT_FILE and TLS_KEY_FILE are set."""
+    if not settings.tls_cert_file or not settings.tls_key_file:
+        return None
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(settings.tls_cert_file, settings.tls_key_file)
+    return context
 
 
 async def _check(settings: Settings) -> int:
@@ -157,10 +162,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"configuration error: {exc}", file=sys.stderr)
         return 2
-    _setup_logging(settings)
+    setup_logging(settings)
     try:
         if args.command == "serve":
-            web.run_app(create_app(settings), host=settings.host, port=settings.port, print=None)
+            web.run_app(
+                create_app(settings),
+                host=settings.host,
+                port=settings.port,
+                ssl_context=_tls_context(settings),
+                access_log_class=AccessLogger,
+                shutdown_timeout=settings.shutdown_timeout_seconds,
+                print=ready,  # called once every site listens: READY=1 to systemd
+            )
             return 0
         if args.command == "check":
             return asyncio.run(_check(settings))

@@ -16,7 +16,8 @@ from .keys import NODE, SETTINGS
 from .node import Node
 from .reconcile import background_jobs
 from .store import open_store
-from .views import routes
+from .systemd import systemd_context
+from .views import origin_guard, routes
 
 log = logging.getLogger(__name__)
 
@@ -36,6 +37,8 @@ async def _node_context(app: web.Application) -> AsyncIterator[None]:
     app[NODE] = node
     tasks = [asyncio.create_task(job) for job in background_jobs(node)]
     log.info("serving on %s store, node %s", store.kind, node.id)
+    if settings.allow_unsigned_email:
+        log.warning("ALLOW_UNSIGNED_EMAIL is on: anyone can claim any e-mail with ?email= (unsafe)")
     try:
         yield
     finally:
@@ -57,9 +60,10 @@ async def _close_sockets(app: web.Application) -> None:
 
 def create_app(settings: Settings) -> web.Application:
     """Build the daemon's application for ``settings``."""
-    app = web.Application()
+    app = web.Application(middlewares=[origin_guard])
     app[SETTINGS] = settings
     app.cleanup_ctx.append(_node_context)
+    app.cleanup_ctx.append(systemd_context)  # after the node: it waits for the store to answer
     app.on_shutdown.append(_close_sockets)
     app.add_routes(routes)
     app.add_routes(hook_routes)

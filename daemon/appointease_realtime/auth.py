@@ -1,23 +1,50 @@
-"""Who a connection is: identity from the upgrade request, client ids and resume tokens."""
+"""Who a connection is and where it may come from.
+
+Identity comes from a signed connection token (JWT HS256, minted by the WordPress bridge),
+never from a bare ``?email=`` unless ALLOW_UNSIGNED_EMAIL is set. Also: client ids, resume
+tokens, the client's real address behind trusted proxies, origin checks, e-mail masking.
+"""
 
 from __future__ import annotations
 
 import base64
 import hashlib
 import hmac
+import ipaddress
 import secrets
 import string
 import time
 from dataclasses import dataclass
+from urllib.parse import urlsplit
 
+import jwt
 from aiohttp import web
 
+from .config import Settings
 from .protocol import parse_email
 
 _ALPHABET = string.ascii_lowercase + string.digits
 
 ANONYMOUS = "anonymous"
 CUSTOMER = "customer"
+STAFF = "staff"
+ADMIN = "admin"
+ROLES = (CUSTOMER, STAFF, ADMIN)
+AUDIENCE = "appointease-realtime"
+MAX_TOKEN_LIFETIME = 12 * 3600
+
+# Close codes of a socket whose token is refused (documented in docs/security.md).
+CLOSE_INVALID_TOKEN = 4001
+CLOSE_TOKEN_EXPIRED = 4002
+LOCAL_HOSTS = ("localhost", "127.0.0.1", "[::1]", "::1")
+
+
+class TokenError(Exception):
+    """A connection token that must not be trusted; ``close_code`` says how to refuse it."""
+
+    def __init__(self, message: str, close_code: int = CLOSE_INVALID_TOKEN) -> None:
+        super().__init__(message)
+        self.close_code = close_code
 
 
 @dataclass(frozen=True)
@@ -26,22 +53,129 @@ class Identity:
 
     email: str | None = None
     role: str = ANONYMOUS
+    subject: str | None = None
 
     @property
     def is_anonymous(self) -> bool:
         """True when nothing identifies the person."""
-        return self.email is None
+        return self.role == ANONYMOUS
+
+    @property
+    def is_staff(self) -> bool:
+        """Staff and admins may follow every appointment."""
+        return self.role in (STAFF, ADMIN)
 
 
-def identify(request: web.Request) -> Identity:
-    """Identity from the upgrade request: the block appends ``?email=`` for a logged-in customer."""
-    raw = request.query.get("email")
-    if not raw:
-        return Identity()
+def mint_token(secret: str, sub: str, email: str | None, role: str, lifetime: int = 3600) -> str:
+    """A connection token as the bridge mints it (for the CLI and tests)."""
+    now = int(time.time())
+    claims = {"sub": sub, "role": role, "aud": AUDIENCE, "iat": now, "exp": now + lifetime}
+    if email:
+        claims["email"] = email
+    return jwt.encode(claims, secret, algorithm="HS256")
+
+
+def verify_token(token: str, secret: str) -> Identity:
+    """The identity a token proves; TokenError for a forged, expired or foreign one."""
+    if not secret:
+        raise TokenError("this daemon has no TOKEN_SECRET: tokens cannot be checked")
     try:
-        return Identity(email=parse_email(raw), role=CUSTOMER)
+        claims = jwt.decode(
+            token,
+            secret,
+            algorithms=["HS256"],
+            audience=AUDIENCE,
+            options={"require": ["sub", "aud", "iat", "exp"]},
+        )
+    except jwt.ExpiredSignatureError:
+        raise TokenError("token expired", CLOSE_TOKEN_EXPIRED) from None
+    except jwt.InvalidTokenError as exc:
+        raise TokenError(f"invalid token: {exc}") from None
+    if int(claims["exp"]) - int(claims["iat"]) > MAX_TOKEN_LIFETIME:
+        raise TokenError("invalid token: lifetime over 12 hours")
+    role = claims.get("role")
+    if role not in ROLES:
+        raise TokenError("invalid token: unknown role")
+    email = claims.get("email")
+    try:
+        email = parse_email(email) if email is not None else None
     except ValueError:
-        return Identity()
+        raise TokenError("invalid token: bad email claim") from None
+    if role == CUSTOMER and email is None:
+        raise TokenError("invalid token: a customer token needs an email")
+    return Identity(email=email, role=role, subject=str(claims["sub"]))
+
+
+def identify(request: web.Request, settings: Settings) -> Identity:
+    """Identity of an upgrade request: its token, else (only if allowed) ``?email=``.
+
+    With a valid token ``?email=`` is ignored: the booking block appends it to any URL.
+    """
+    token = request.match_info.get("token") or request.query.get("token")
+    if token:
+        return verify_token(token, settings.token_secret)
+    raw = request.query.get("email")
+    if raw and settings.allow_unsigned_email:
+        try:
+            return Identity(email=parse_email(raw), role=CUSTOMER, subject=f"unsigned:{raw}")
+        except ValueError:
+            return Identity()
+    return Identity()
+
+
+def client_ip(request: web.Request, settings: Settings) -> str:
+    """The client's address; X-Forwarded-For is believed only from TRUSTED_PROXIES."""
+    remote = request.remote or ""
+    networks = [ipaddress.ip_network(n) for n in settings.trusted_proxies]
+
+    def trusted(address: str) -> bool:
+        try:
+            ip = ipaddress.ip_address(address)
+        except ValueError:
+            return False
+        return any(ip in network for network in networks)
+
+    if not trusted(remote):
+        return remote
+    hops = [h.strip() for h in request.headers.get("X-Forwarded-For", "").split(",") if h.strip()]
+    for hop in reversed(hops):  # the nearest hop not run by us is the client
+        if not trusted(hop):
+            return hop
+    return hops[0] if hops else remote
+
+
+def origin_allowed(origin: str | None, settings: Settings) -> bool:
+    """No Origin (not a browser), localhost, SITE_URL and ALLOWED_ORIGINS are allowed."""
+    if origin is None:
+        return True
+    parts = urlsplit(origin.lower())
+    if parts.hostname in LOCAL_HOSTS:
+        return True
+    normalized = f"{parts.scheme}://{parts.netloc}"
+    return normalized == settings.site_url or normalized in settings.allowed_origins
+
+
+def is_loopback(address: str) -> bool:
+    """True for 127.0.0.0/8 and ::1."""
+    try:
+        return ipaddress.ip_address(address).is_loopback
+    except ValueError:
+        return False
+
+
+def bearer_matches(request: web.Request, secret: str) -> bool:
+    """``Authorization: Bearer <secret>``, compared in constant time."""
+    header = request.headers.get("Authorization", "")
+    given = header[7:] if header.startswith("Bearer ") else ""
+    return bool(secret) and hmac.compare_digest(given.encode(), secret.encode())
+
+
+def mask_email(email: str | None) -> str | None:
+    """``j***@example.com``: enough to tell clients apart, not enough to contact them."""
+    if not email or "@" not in email:
+        return email
+    local, _, domain = email.partition("@")
+    return f"{local[:1]}***@{domain}"
 
 
 def new_client_id(identity: Identity) -> str:

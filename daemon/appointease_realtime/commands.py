@@ -12,13 +12,17 @@ from dataclasses import dataclass
 from typing import Any
 
 from . import protocol as p
-from .connection import Connection
+from .auth import ADMIN
+from .connection import AppointmentFilter, Connection
+from .limits import ABUSIVE, LIMITED
 from .node import Node
 from .protocol import Field, ProtocolError, Schema, room_of, slot_of
 from .rooms import availability_frame
 from .store import StoreUnavailable
 
 log = logging.getLogger(__name__)
+
+CLOSE_POLICY_VIOLATION = 1008
 
 
 @dataclass
@@ -68,9 +72,16 @@ def command(*names: str, schema: Schema | None = None) -> Callable[[Handler], Ha
 async def dispatch(node: Node, conn: Connection, raw: str) -> None:
     """Parse, validate and run one text frame; every failure becomes an ``error`` frame."""
     request_id = None
+    verdict = conn.limiter.check() if conn.limiter is not None else None
+    if verdict == ABUSIVE:
+        log.warning("closing %s: kept flooding past the rate limit", conn.client_id)
+        await conn.close(CLOSE_POLICY_VIOLATION, "rate limit exceeded")
+        return
     try:
         frame = p.parse_frame(raw)
         request_id = p.request_id(frame)
+        if verdict == LIMITED:
+            raise ProtocolError(p.RATE_LIMITED, "Too many messages; slow down")
         cmd = COMMANDS.get(frame["type"])
         if cmd is None:
             raise ProtocolError(p.UNKNOWN_TYPE, f"Unknown message type: {frame['type'][:64]}")
@@ -126,8 +137,10 @@ async def booking_session(node: Node, req: Request) -> None:
 
 @command("get_debug")
 async def get_debug(node: Node, req: Request) -> None:
-    """The ``/debug`` document over the socket."""
-    req.reply("debug_info", **await node.debug_info())
+    """The ``/debug`` document over the socket, for admins only."""
+    if req.conn.identity.role != ADMIN:
+        raise ProtocolError(p.FORBIDDEN, "Only an admin may read debug information")
+    req.reply("debug_info", **await node.debug_info(unmasked=True))
 
 
 # ---- locks ----
@@ -234,33 +247,59 @@ async def check_availability(node: Node, req: Request) -> None:
 # ---- appointments ----
 
 
-def _customer_email(req: Request) -> str:
-    """The e-mail whose appointments this connection may follow: its own identity."""
-    email = req.conn.identity.email
-    if email is None:
+WATCH_SCHEMA: Schema = {
+    "email": Field(p.parse_email, required=False),
+    "employeeId": Field(p.parse_employee_id, required=False),
+    "dateFrom": Field(p.parse_date, required=False),
+    "dateTo": Field(p.parse_date, required=False),
+}
+
+
+async def _follow_appointments(node: Node, req: Request) -> list[dict[str, Any]]:
+    """Subscribe to the appointments this identity may see; return them now.
+
+    A customer follows only their own; staff and admins follow one customer by ``email``
+    or everyone, optionally narrowed by ``employeeId`` and ``dateFrom``/``dateTo``.
+    """
+    identity, fields = req.conn.identity, req.fields
+    if identity.is_staff and "email" not in fields:
+        scope = AppointmentFilter(
+            fields.get("employeeId"), fields.get("dateFrom"), fields.get("dateTo")
+        )
+        appointments = await node.store.appointments_matching(
+            scope.employee_id, scope.date_from, scope.date_to
+        )
+        node.hub.watch_all(req.conn, scope)
+        return appointments
+    if identity.email is None and not identity.is_staff:
         raise ProtocolError(p.FORBIDDEN, "Sign in to follow appointments", "email")
-    asked = req.fields.get("email")
-    if asked is not None and asked != email:
-        raise ProtocolError(p.FORBIDDEN, "You may follow only your own appointments", "email")
-    return email
-
-
-@command("watch_appointments", schema={"email": Field(p.parse_email, required=False)})
-async def watch_appointments(node: Node, req: Request) -> None:
-    """The customer's non-cancelled appointments, then live updates of them."""
-    email = _customer_email(req)
+    if not identity.is_staff:
+        if fields.get("email", identity.email) != identity.email:
+            raise ProtocolError(p.FORBIDDEN, "You may follow only your own appointments", "email")
+        if {"employeeId", "dateFrom", "dateTo"} & set(fields):
+            raise ProtocolError(p.FORBIDDEN, "Only staff may follow all appointments", "employeeId")
+    email = str(fields.get("email", identity.email))
     appointments = await node.store.appointments_for(email)
     node.hub.watch_customer(req.conn, email)
-    req.reply("appointments_data", email=email, appointments=appointments, count=len(appointments))
+    return appointments
 
 
-@command("subscribe", schema={"email": Field(p.parse_email, required=False)})
+@command("watch_appointments", schema=WATCH_SCHEMA)
+async def watch_appointments(node: Node, req: Request) -> None:
+    """The appointments this identity may see, then live updates of them."""
+    appointments = await _follow_appointments(node, req)
+    req.reply(
+        "appointments_data",
+        email=req.conn.appointments_email,
+        appointments=appointments,
+        count=len(appointments),
+    )
+
+
+@command("subscribe", schema=WATCH_SCHEMA)
 async def subscribe(node: Node, req: Request) -> None:
     """The old name of ``watch_appointments``, answered in the old ``update`` shape."""
-    email = _customer_email(req)
-    appointments = await node.store.appointments_for(email)
-    node.hub.watch_customer(req.conn, email)
-    req.reply("update", data={"appointments": appointments})
+    req.reply("update", data={"appointments": await _follow_appointments(node, req)})
 
 
 @command("unwatch_appointments")

@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import base64
 import binascii
+import ipaddress
 import os
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TypeVar
+from urllib.parse import urlsplit
 
 from dotenv import dotenv_values
 
@@ -52,6 +54,17 @@ class Settings:
     hook_secret: str = field(default="", repr=False)
     reconcile_interval_seconds: float = 2.0
     redis_url: str | None = field(default=None, repr=False)
+    token_secret: str = field(default="", repr=False)
+    allow_unsigned_email: bool = False
+    debug_token: str = field(default="", repr=False)
+    site_url: str | None = None
+    allowed_origins: tuple[str, ...] = ()
+    rate_limit_per_second: float = 20.0
+    rate_limit_burst: int = 40
+    max_connections_per_ip: int = 50
+    trusted_proxies: tuple[str, ...] = ()
+    tls_cert_file: str | None = None
+    tls_key_file: str | None = None
     qa_mode: bool = False
     qa_force: bool = False
     shutdown_timeout_seconds: float = 10.0
@@ -135,6 +148,34 @@ def _log_format(raw: str) -> str:
     return value
 
 
+def _origin(raw: str) -> str:
+    parts = urlsplit(raw.strip())
+    if parts.scheme not in ("http", "https") or not parts.hostname or parts.path not in ("", "/"):
+        raise ValueError(f"must be an origin like https://shop.example.com, got {raw!r}")
+    return f"{parts.scheme}://{parts.netloc}".lower()
+
+
+def _origins(raw: str) -> tuple[str, ...]:
+    return tuple(_origin(item) for item in raw.split(",") if item.strip())
+
+
+def _networks(raw: str) -> tuple[str, ...]:
+    networks = []
+    for item in (part.strip() for part in raw.split(",")):
+        if item:
+            try:
+                networks.append(str(ipaddress.ip_network(item, strict=False)))
+            except ValueError:
+                raise ValueError(f"{item!r} is not an IP address or network") from None
+    return tuple(networks)
+
+
+def _file(raw: str) -> str:
+    if not Path(raw).is_file():
+        raise ValueError(f"{raw} is not a readable file")
+    return raw
+
+
 def _text(raw: str) -> str:
     return raw
 
@@ -173,7 +214,7 @@ def load_settings(
     merged.update(os.environ if environ is None else environ)
     r = _Reader(merged)
     d = Settings()
-    return Settings(
+    settings = Settings(
         host=r.get("HOST", _text, d.host),
         port=r.get("PORT", _int(0, 65535), d.port),
         db_host=r.get("DB_HOST", _optional, d.db_host),
@@ -205,6 +246,21 @@ def load_settings(
             "RECONCILE_INTERVAL_SECONDS", _float(0.1, 3600), d.reconcile_interval_seconds
         ),
         redis_url=r.get("REDIS_URL", _redis_url, d.redis_url),
+        token_secret=r.get("TOKEN_SECRET", _text, d.token_secret),
+        allow_unsigned_email=r.get("ALLOW_UNSIGNED_EMAIL", _bool, d.allow_unsigned_email),
+        debug_token=r.get("DEBUG_TOKEN", _text, d.debug_token),
+        site_url=r.get("SITE_URL", _origin, d.site_url),
+        allowed_origins=r.get("ALLOWED_ORIGINS", _origins, d.allowed_origins),
+        rate_limit_per_second=r.get(
+            "RATE_LIMIT_PER_SECOND", _float(0.1, 10000), d.rate_limit_per_second
+        ),
+        rate_limit_burst=r.get("RATE_LIMIT_BURST", _int(1, 100000), d.rate_limit_burst),
+        max_connections_per_ip=r.get(
+            "MAX_CONNECTIONS_PER_IP", _int(1, 1000000), d.max_connections_per_ip
+        ),
+        trusted_proxies=r.get("TRUSTED_PROXIES", _networks, d.trusted_proxies),
+        tls_cert_file=r.get("TLS_CERT_FILE", _file, d.tls_cert_file),
+        tls_key_file=r.get("TLS_KEY_FILE", _file, d.tls_key_file),
         qa_mode=r.get("QA_MODE", _bool, d.qa_mode),
         qa_force=r.get("QA_FORCE", _bool, d.qa_force),
         shutdown_timeout_seconds=r.get(
@@ -213,3 +269,8 @@ def load_settings(
         log_level=r.get("LOG_LEVEL", _log_level, d.log_level),
         log_format=r.get("LOG_FORMAT", _log_format, d.log_format),
     )
+    if bool(settings.tls_cert_file) != bool(settings.tls_key_file):
+        raise ConfigError("TLS_CERT_FILE: TLS_CERT_FILE and TLS_KEY_FILE go together")
+    if settings.token_secret and len(settings.token_secret) < 32:
+        raise ConfigError("TOKEN_SECRET: must be at least 32 characters (HS256 key)")
+    return settings

@@ -7,11 +7,13 @@ import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any
 
 from aiohttp import web
 
-from .auth import Identity
+from .auth import Identity, mask_email
+from .limits import RateLimiter
 from .protocol import Frame, Room, encode
 
 log = logging.getLogger(__name__)
@@ -20,17 +22,43 @@ OUTBOUND_LIMIT = 256  # frames queued for one client before it counts as a slow 
 CLOSE_SLOW_CONSUMER = 1013  # "try again later": the client reconnects and resyncs
 
 
+@dataclass(frozen=True)
+class AppointmentFilter:
+    """What a staff dashboard follows: every appointment, or one employee's, in a date range."""
+
+    employee_id: int | None = None
+    date_from: str | None = None
+    date_to: str | None = None
+
+    def matches(self, appointment: Frame) -> bool:
+        """True when ``appointment`` falls inside this filter."""
+        day = str(appointment.get("appointment_date", ""))[:10]
+        if self.employee_id is not None and appointment.get("employee_id") != self.employee_id:
+            return False
+        if self.date_from is not None and day < self.date_from:
+            return False
+        return self.date_to is None or day <= self.date_to
+
+
 class Connection:
     """A connected client as the commands see it: state plus a ``sink`` that takes text frames."""
 
-    def __init__(self, client_id: str, identity: Identity, sink: Callable[[str], None]) -> None:
+    def __init__(
+        self,
+        client_id: str,
+        identity: Identity,
+        sink: Callable[[str], None],
+        limiter: RateLimiter | None = None,
+    ) -> None:
         self.client_id = client_id
         self.identity = identity
         self.sink = sink
+        self.limiter = limiter
         self.connected_at = time.time()
         self.room: Room | None = None
         self.watch_time: str | None = None
         self.appointments_email: str | None = None
+        self.appointments_filter: AppointmentFilter | None = None
         self.session: dict[str, Any] | None = None
         self.closer: Callable[..., Awaitable[object]] | None = None
 
@@ -47,8 +75,8 @@ class Connection:
         """Queue an already serialized frame (room fan-out serializes once for all)."""
         self.sink(text)
 
-    def debug_info(self) -> Frame:
-        """This client as ``/debug`` lists it."""
+    def debug_info(self, unmasked: bool = False) -> Frame:
+        """This client as ``/debug`` lists it; e-mails masked unless ``unmasked``."""
         watching = None
         if self.room is not None:
             watching = {"date": self.room.date, "employeeId": self.room.employee_id}
@@ -56,7 +84,9 @@ class Connection:
                 watching["time"] = self.watch_time
         return {
             "id": self.client_id,
-            "email": self.identity.email or "Anonymous",
+            "email": (self.identity.email if unmasked else mask_email(self.identity.email))
+            or "Anonymous",
+            "role": self.identity.role,
             "isAnonymous": self.identity.is_anonymous,
             "watchingSlot": watching,
         }

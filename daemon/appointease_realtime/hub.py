@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from .connection import Connection
-from .protocol import Room
+from .connection import AppointmentFilter, Connection
+from .protocol import Frame, Room
 
 
 class Hub:
@@ -13,6 +13,7 @@ class Hub:
         self.connections: dict[str, Connection] = {}
         self.rooms: dict[Room, set[Connection]] = {}
         self.customers: dict[str, set[Connection]] = {}
+        self.staff: set[Connection] = set()
 
     def add(self, conn: Connection) -> None:
         """Register a new connection."""
@@ -53,8 +54,16 @@ class Hub:
         conn.appointments_email = email
         self.customers.setdefault(email, set()).add(conn)
 
+    def watch_all(self, conn: Connection, scope: AppointmentFilter) -> None:
+        """Follow every appointment inside ``scope`` (staff and admins)."""
+        self.unwatch_customer(conn)
+        conn.appointments_filter = scope
+        self.staff.add(conn)
+
     def unwatch_customer(self, conn: Connection) -> None:
         """Stop following appointments."""
+        self.staff.discard(conn)
+        conn.appointments_filter = None
         email = conn.appointments_email
         if email is None:
             return
@@ -71,6 +80,17 @@ class Hub:
         for conn in tuple(members):
             conn.send_text(text)
         return len(members)
+
+    def send_staff(self, appointment: Frame, text: str) -> int:
+        """Hand ``text`` to every staff dashboard whose scope covers ``appointment``."""
+        count = 0
+        for conn in tuple(self.staff):
+            if conn.appointments_filter is not None and conn.appointments_filter.matches(
+                appointment
+            ):
+                conn.send_text(text)
+                count += 1
+        return count
 
     def send_customer(self, email: str, text: str) -> int:
         """Hand ``text`` to every connection following ``email``'s appointments."""

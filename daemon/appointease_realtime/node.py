@@ -14,6 +14,7 @@ from .broker import Broker, Event
 from .config import Settings
 from .connection import Connection
 from .hub import Hub
+from .limits import AddressCounter
 from .locks import Locks
 from .protocol import Frame, encode
 from .rooms import Rooms
@@ -35,21 +36,35 @@ class Node:
         self.rooms = Rooms(store, broker, self.hub)
         self.locks = Locks(settings, store, self.rooms)
         self.resume_secret = settings.resume_secret.encode() or secrets.token_bytes(32)
+        self.addresses = AddressCounter(settings.max_connections_per_ip)
 
     async def start(self) -> None:
         """Start receiving cluster events."""
+        if hasattr(self.broker, "on_reconnect"):
+            self.broker.on_reconnect = self.resync
         await self.broker.start(self.on_event)
+
+    async def resync(self) -> None:
+        """After the broker was away: re-read every room watched here and announce it anew."""
+        for room in list(self.hub.rooms):
+            self.rooms.touch(room)
+            await self.rooms.announce_selections(room)
 
     def on_event(self, event: Event) -> None:
         """Route one cluster event to local connections."""
         try:
             if "room" in event:
                 self.rooms.deliver(event)
+            elif event.get("kind") == "resumed":
+                self.locks.reclaim(str(event["clientId"]))
             elif event.get("kind") == "customer":
                 email = str(event["email"])
                 if email in self.hub.customers:
                     for frame in event["frames"]:
                         self.hub.send_customer(email, encode(frame))
+                change = event["frames"][-1]  # appointment_update / appointment_cancel
+                if self.hub.staff:
+                    self.hub.send_staff(change["appointment"], encode(change))
         except (KeyError, TypeError, ValueError, IndexError):
             log.warning("dropped a malformed cluster event: %r", event)
 
@@ -61,11 +76,13 @@ class Node:
                 return client_id, True
         return new_client_id(identity), False
 
-    def connect(self, conn: Connection) -> None:
-        """Register a connection; a resumed client keeps the holds it had."""
+    async def connect(self, conn: Connection, resumed: bool) -> None:
+        """Register a connection; a resumed client keeps the holds it had, on any node."""
         self.hub.add(conn)
         if self.locks.reclaim(conn.client_id):
             log.info("client %s resumed within the grace period", conn.client_id)
+        if resumed:  # the node it left may be another one: its release timer must stop too
+            await self.broker.publish({"kind": "resumed", "clientId": conn.client_id})
 
     async def disconnect(self, conn: Connection) -> None:
         """Forget a connection: selections go at once, holds stay for the grace period."""
@@ -80,7 +97,7 @@ class Node:
         for conn in list(self.hub.connections.values()):
             await conn.close(code, message)
 
-    async def debug_info(self) -> Frame:
+    async def debug_info(self, unmasked: bool = False) -> Frame:
         """The ``/debug`` document: clients, selections, live locks and this node."""
         now = time.time()
         selections = await self.broker.all_selections()
@@ -94,7 +111,7 @@ class Node:
         return {
             "connectedClients": len(self.hub.connections),
             "activeSelections": len(selections),
-            "clients": [conn.debug_info() for conn in self.hub.connections.values()],
+            "clients": [conn.debug_info(unmasked) for conn in self.hub.connections.values()],
             "selections": [
                 {**s.slot.fields(), "clientId": s.client_id, "age": f"{int(now - s.since)}s"}
                 for s in selections

@@ -17,6 +17,7 @@ INVALID_JSON = "invalid_json"
 INVALID_REQUEST = "invalid_request"
 UNAVAILABLE = "unavailable"
 FORBIDDEN = "forbidden"
+RATE_LIMITED = "rate_limited"
 INTERNAL_ERROR = "internal_error"
 
 MAX_EMPLOYEE_ID = 8_388_607  # mediumint(9) signed, the column type in the plugin's tables
@@ -175,11 +176,13 @@ def parse_bool(value: Any) -> bool:
     return value
 
 
-def parse_number(value: Any) -> float:
-    """A finite JSON number."""
+def parse_number(value: Any) -> int | float:
+    """A finite JSON number, kept as sent (an integer stays an integer)."""
     if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
         raise ValueError("must be a number")
-    return float(value)
+    if isinstance(value, int) and abs(value) >= 2**53:
+        raise ValueError("must be a number within +-2^53")
+    return value
 
 
 def parse_label(value: Any) -> str | int | None:

@@ -5,12 +5,24 @@ from __future__ import annotations
 import logging
 
 from aiohttp import WSMsgType, web
+from aiohttp.typedefs import Handler
 
 from . import protocol as p
-from .auth import identify, resume_token
+from .auth import (
+    TokenError,
+    bearer_matches,
+    client_ip,
+    identify,
+    is_loopback,
+    origin_allowed,
+    resume_token,
+)
 from .commands import dispatch
+from .config import Settings
 from .connection import Connection, Outbound
-from .keys import NODE
+from .keys import NODE, SETTINGS
+from .limits import RateLimiter
+from .node import Node
 from .protocol import ProtocolError, Room
 from .rooms import availability_frame
 from .store import StoreUnavailable
@@ -30,28 +42,56 @@ def _json_error(status: int, code: str, message: str, field: str | None = None) 
     return web.json_response(body, status=status)
 
 
+@web.middleware
+async def origin_guard(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Browsers may reach the daemon only from allowed origins; CORS headers for those."""
+    settings = request.app[SETTINGS]
+    origin = request.headers.get("Origin")
+    if not origin_allowed(origin, settings):
+        return _json_error(403, "forbidden_origin", "Origin not allowed")
+    response = await handler(request)
+    if origin is not None and not response.prepared:
+        response.headers["Access-Control-Allow-Origin"] = origin
+        response.headers["Vary"] = "Origin"
+    return response
+
+
 @routes.get("/")
 @routes.get("/ws")
+@routes.get("/ws/{token}")
 async def websocket(request: web.Request) -> web.StreamResponse:
     """The booking block's socket; a plain GET gets a short description instead."""
     ws = web.WebSocketResponse(heartbeat=HEARTBEAT_SECONDS, max_msg_size=MAX_FRAME_BYTES)
     if not ws.can_prepare(request).ok:
         return web.json_response(
-            {
-                "service": "appointease-realtime",
-                "websocket": "ws://<host>:<port>/",
-                "debug": "/debug",
-            }
+            {"service": "appointease-realtime", "websocket": "/ or /ws/<token>", "debug": "/debug"}
         )
-    node = request.app[NODE]
-    identity = identify(request)
+    node, settings = request.app[NODE], request.app[SETTINGS]
+    address = client_ip(request, settings)
+    if not node.addresses.acquire(address):
+        return _json_error(429, "too_many_connections", "Too many connections from your address")
+    try:
+        return await _serve_socket(request, ws, node, settings)
+    finally:
+        node.addresses.release(address)
+
+
+async def _serve_socket(
+    request: web.Request, ws: web.WebSocketResponse, node: Node, settings: Settings
+) -> web.WebSocketResponse:
     await ws.prepare(request)
+    try:
+        identity = identify(request, settings)
+    except TokenError as exc:
+        await ws.close(code=exc.close_code, message=str(exc).encode()[:120])
+        return ws
     client_id, resumed = node.client_id_for(identity, request.query.get("resume"))
     outbound = Outbound(ws)
-    conn = Connection(client_id, identity, outbound.put)
+    limiter = RateLimiter(settings.rate_limit_per_second, settings.rate_limit_burst)
+    conn = Connection(client_id, identity, outbound.put, limiter)
     conn.closer = ws.close
     outbound.start()
-    node.connect(conn)
+    await node.connect(conn, resumed)
     conn.send(
         p.reply(
             "connection",
@@ -59,6 +99,7 @@ async def websocket(request: web.Request) -> web.StreamResponse:
             status="connected",
             clientId=client_id,
             isAnonymous=identity.is_anonymous,
+            role=identity.role,
             resumeToken=resume_token(node.resume_secret, client_id),
             resumed=resumed,
         )
@@ -68,9 +109,7 @@ async def websocket(request: web.Request) -> web.StreamResponse:
             if msg.type == WSMsgType.TEXT:
                 await dispatch(node, conn, msg.data)
             elif msg.type == WSMsgType.BINARY:
-                error = ProtocolError(
-                    p.INVALID_JSON, "Binary frames are not accepted; send JSON text"
-                )
+                error = ProtocolError(p.INVALID_JSON, "Binary frames are not accepted; send JSON")
                 conn.send(p.error_frame(error))
     finally:
         await outbound.stop()
@@ -80,8 +119,21 @@ async def websocket(request: web.Request) -> web.StreamResponse:
 
 @routes.get("/debug")
 async def debug(request: web.Request) -> web.Response:
-    """Connected clients, selections, live locks and this node."""
-    return web.json_response(await request.app[NODE].debug_info())
+    """Clients, selections, live locks and this node.
+
+    With DEBUG_TOKEN set it needs ``Authorization: Bearer <DEBUG_TOKEN>`` and shows e-mails;
+    without, it answers only to loopback, with e-mails masked.
+    """
+    settings = request.app[SETTINGS]
+    if settings.debug_token:
+        if not bearer_matches(request, settings.debug_token):
+            return _json_error(401, "unauthorized", "Authorization: Bearer <DEBUG_TOKEN> required")
+        unmasked = True
+    elif is_loopback(client_ip(request, settings)):
+        unmasked = False
+    else:
+        return _json_error(403, "forbidden", "Set DEBUG_TOKEN to read /debug from elsewhere")
+    return web.json_response(await request.app[NODE].debug_info(unmasked))
 
 
 @routes.get("/healthz")

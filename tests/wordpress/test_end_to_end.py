@@ -15,7 +15,7 @@ from aiohttp.test_utils import TestServer
 from wp_harness import DEFAULT_HOOK_SECRET, WordPressSite, free_port
 
 from appointease_realtime.app import create_app
-from tests.conftest import base_settings
+from tests.conftest import base_settings, token_for
 
 DAY = "2030-05-06"
 
@@ -56,8 +56,8 @@ class Watcher:
 
 
 async def watch(session: aiohttp.ClientSession, port: int, email: str | None = None) -> Watcher:
-    params = {"email": email} if email else None
-    ws = await session.ws_connect(f"ws://127.0.0.1:{port}/", params=params)
+    path = f"/ws/{token_for(email)}" if email else "/"
+    ws = await session.ws_connect(f"ws://127.0.0.1:{port}{path}")
     watcher = Watcher(ws)
     await ws.send_json({"type": "watch_slot", "date": DAY, "employeeId": 3})
     await watcher.expect("active_selections", 5)

@@ -101,6 +101,11 @@ class Store(Protocol):
     async def appointments_for(self, email: str) -> list[Appointment]:
         """Non-cancelled appointments of one customer, by date."""
 
+    async def appointments_matching(
+        self, employee_id: int | None, date_from: str | None, date_to: str | None
+    ) -> list[Appointment]:
+        """Non-cancelled appointments of everyone (staff), optionally narrowed."""
+
     async def appointment(self, ref: str | int) -> Appointment | None:
         """One appointment by numeric id or ``strong_id``."""
 

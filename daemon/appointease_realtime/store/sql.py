@@ -408,6 +408,31 @@ class SqlStore(ABC):
 
         return [self._appointment(row) for row in await self.run(work)]
 
+    async def appointments_matching(
+        self, employee_id: int | None, date_from: str | None, date_to: str | None
+    ) -> list[Appointment]:
+        """Non-cancelled appointments of everyone (staff), optionally narrowed (at most 500)."""
+        where: list[str] = [self.not_cancelled]
+        args: list[Any] = []
+        if employee_id is not None:
+            where.append("employee_id = %s")
+            args.append(employee_id)
+        if date_from is not None:
+            where.append("appointment_date >= %s")
+            args.append(f"{date_from} 00:00:00")
+        if date_to is not None:
+            where.append("appointment_date < %s")
+            args.append(day_bounds(date_to)[1])
+
+        async def work(tx: Tx) -> list[Row]:
+            return await tx.all(
+                f"SELECT {', '.join(APPOINTMENT_COLUMNS)} FROM {self.appointments}"  # noqa: S608
+                f" WHERE {' AND '.join(where)} ORDER BY appointment_date, id LIMIT 500",
+                args,
+            )
+
+        return [self._appointment(row) for row in await self.run(work)]
+
     async def appointment(self, ref: str | int) -> Appointment | None:
         """One appointment by numeric id or ``strong_id``."""
         column = "id" if isinstance(ref, int) or str(ref).isdigit() else "strong_id"

@@ -1,0 +1,66 @@
+"""Abuse limits: a token bucket per connection, and a connection count per client address."""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+
+OK = "ok"
+LIMITED = "limited"
+ABUSIVE = "abusive"
+ABUSE_FACTOR = 5  # refused messages a client may pile up, in bursts, before it is closed
+
+
+class TokenBucket:
+    """``rate`` tokens a second, at most ``capacity`` saved up."""
+
+    def __init__(self, rate: float, capacity: float) -> None:
+        self.rate = rate
+        self.capacity = capacity
+        self.tokens = capacity
+        self.stamp = time.monotonic()
+
+    def take(self) -> bool:
+        """Take one token; False when none is left."""
+        now = time.monotonic()
+        self.tokens = min(self.capacity, self.tokens + (now - self.stamp) * self.rate)
+        self.stamp = now
+        if self.tokens >= 1:
+            self.tokens -= 1
+            return True
+        return False
+
+
+class RateLimiter:
+    """Messages beyond the rate are refused; a client that keeps flooding is abusive."""
+
+    def __init__(self, rate: float, burst: int) -> None:
+        self.messages = TokenBucket(rate, burst)
+        self.refusals = TokenBucket(rate, burst * ABUSE_FACTOR)
+
+    def check(self) -> str:
+        """OK, LIMITED (answer ``rate_limited``) or ABUSIVE (close the socket)."""
+        if self.messages.take():
+            return OK
+        return LIMITED if self.refusals.take() else ABUSIVE
+
+
+class AddressCounter:
+    """Open connections per client address, capped."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.open: Counter[str] = Counter()
+
+    def acquire(self, address: str) -> bool:
+        """Count one more connection from ``address``; False when it is at the cap."""
+        if self.open[address] >= self.limit:
+            return False
+        self.open[address] += 1
+        return True
+
+    def release(self, address: str) -> None:
+        """Count one connection from ``address`` less."""
+        self.open[address] -= 1
+        if self.open[address] <= 0:
+            del self.open[address]
