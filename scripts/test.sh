@@ -14,6 +14,9 @@ command -v phpunit >/dev/null || missing+=(phpunit)
 [ -f /usr/share/wordpress/wp-settings.php ] || missing+=(wordpress)
 command -v mariadb-admin >/dev/null || missing+=(mariadb-client)
 command -v redis-cli >/dev/null || missing+=(redis-tools)
+command -v supervisord >/dev/null || missing+=(supervisor)
+command -v systemd-analyze >/dev/null || missing+=(systemd)
+command -v openssl >/dev/null || missing+=(openssl)
 if [ ${#missing[@]} -gt 0 ]; then
   echo "installing: ${missing[*]}"
   as_root apt-get update -qq
