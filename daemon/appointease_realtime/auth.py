@@ -85,6 +85,7 @@ def verify_token(token: str, secret: str) -> Identity:
             secret,
             algorithms=["HS256"],
             audience=AUDIENCE,
+            leeway=30,  # clock skew allowed, as the bridge's PHP decoder does
             options={"require": ["sub", "aud", "iat", "exp"]},
         )
     except jwt.ExpiredSignatureError:
