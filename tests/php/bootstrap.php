@@ -237,6 +237,7 @@ function aert_take_error_log(): array {
 
 $aert_plugin = dirname( __DIR__, 2 ) . '/wp-bridge/appointease-realtime-bridge/includes/';
 require_once $aert_plugin . 'class-signer.php';
+require_once $aert_plugin . 'class-jwt.php';
 require_once $aert_plugin . 'class-config.php';
 require_once $aert_plugin . 'class-outbox.php';
 require_once $aert_plugin . 'class-locks.php';

@@ -7,19 +7,23 @@
         response = site.create_booking("2026-03-02", "10:00", 3)
         site.run_cron()
 
-    keyword arguments: ``rt_url``, ``hook_secret``, ``public_url`` (the three
-    APPOINTEASE_RT_* constants, None = undefined), ``table_prefix`` ("wp_"),
+    keyword arguments: ``rt_url``, ``hook_secret``, ``public_url``, ``token_secret``
+    (the APPOINTEASE_RT_* constants, None = undefined), ``table_prefix`` ("wp_"),
     ``extra_php`` (appended to wp-config.php). Sites are torn down (server
     stopped, database ``aert_wp_*`` dropped) at the end of the test.
 
 ``wordpress_site`` -- one site whose daemon URL is a closed port (every hook
-delivery fails fast) and whose secret is :data:`wp_harness.DEFAULT_HOOK_SECRET`.
+delivery fails fast), whose secret is :data:`wp_harness.DEFAULT_HOOK_SECRET`,
+public URL ``ws://127.0.0.1:8080`` and token secret
+:data:`wp_harness.DEFAULT_TOKEN_SECRET` (connection tokens are issued).
 
 The returned :class:`wp_harness.WordPressSite` has ``base_url``, ``db_name``,
 ``table_prefix``, ``mysql``, and helpers: ``rest()``, ``create_booking()``,
 ``cancel_booking()``, ``reschedule_booking()``, ``run_cron()``,
 ``outbox_rows()``, ``make_outbox_due()``, ``insert_lock()``, ``appointments()``,
 ``sql()``, ``php()``, ``can_book()``, ``admin_session()`` (logged-in urllib opener),
+``create_user()``, ``user_session()`` (cookies + wp_rest nonce; ``.rest()``, ``.get()``),
+``customer_session()`` (opener with the stand-in's customer-session cookie),
 ``configure()`` (change the constants of a running site), ``server_log()``,
 ``php_problems()`` (PHP warnings logged from the bridge's files), and async twins ``arest()``,
 ``acreate_booking()``, ``acancel_booking()``, ``areschedule_booking()``,
@@ -45,6 +49,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from wp_harness import (
     DEFAULT_HOOK_SECRET,
+    DEFAULT_TOKEN_SECRET,
     WordPressSite,
     WordPressUnavailable,
     check_requirements,
@@ -96,4 +101,5 @@ def wordpress_site(
         rt_url=closed_port_url,
         hook_secret=HOOK_SECRET,
         public_url="ws://127.0.0.1:8080",
+        token_secret=DEFAULT_TOKEN_SECRET,
     )

@@ -13,7 +13,16 @@ test-only mu-plugin standing in for AppointEase (``php/appointease-standin.php``
   ``APT-<year>-<id:06d>``) after ``appointease_realtime_can_book()`` and fires
   ``appointease_appointment_created`` (or ``appointease_new_appointment``);
 * ``DELETE /appointease/v1/appointments/<id>`` cancels, ``PUT`` reschedules
-  (body ``new_date``); both only ``$wpdb->update`` the row, like AppointEase.
+  (body ``new_date``); both only ``$wpdb->update`` the row, like AppointEase;
+* every front-end page enqueues a booking-block script with
+  ``bookingAPI = {root, nonce, wsUrl}`` localized, as AppointEase does;
+* a customer session: the cookie ``aert_standin_customer=<email>`` answers the
+  bridge's ``appointease_rt_current_customer_email`` filter
+  (:meth:`WordPressSite.customer_session`).
+
+Logged-in users: :meth:`WordPressSite.create_user` then
+:meth:`WordPressSite.user_session` (real wp-login.php login plus a ``wp_rest``
+nonce), whose ``rest()``/``get()`` send the cookies and ``X-WP-Nonce``.
 
 WP-Cron is never spawned by page loads (``DISABLE_WP_CRON``); tests run it on
 purpose with :meth:`WordPressSite.run_cron`. Outgoing HTTP is limited to
@@ -57,8 +66,15 @@ CRON_HOOK = "appointease_rt_flush_outbox"
 CRON_SCHEDULE = "appointease_rt_every_minute"
 # The throw-away site's administrator (user "admin"), set by php/install.php.
 ADMIN_PASSWORD = "admin-password"
+# Password of users made with WordPressSite.create_user() unless one is given.
+USER_PASSWORD = "user-password"
 # A valid Standard Webhooks secret for tests (34 bytes, base64).
 DEFAULT_HOOK_SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSwMfKQ9r8GKYqrTw=="
+# A connection-token (JWT HS256) secret for tests: APPOINTEASE_RT_TOKEN_SECRET / TOKEN_SECRET.
+DEFAULT_TOKEN_SECRET = "test-token-secret-5b0c7e2a9f3d4e1b8a6c0d2f4e6a8b0c"
+# The REST route that hands out connection tokens, and the stand-in's customer-session cookie.
+TOKEN_ROUTE = "/appointease-realtime/v1/token"
+CUSTOMER_COOKIE = "aert_standin_customer"
 
 
 class WordPressUnavailable(RuntimeError):
@@ -145,6 +161,37 @@ def check_requirements(mysql: MySQLParams | None = None) -> None:
         ) from exc
 
 
+@dataclass
+class UserSession:
+    """A logged-in WordPress user: cookies (``opener``) and a ``wp_rest`` ``nonce``."""
+
+    site: WordPressSite
+    user: str
+    opener: urllib.request.OpenerDirector
+    nonce: str
+
+    def rest(
+        self,
+        method: str,
+        route: str,
+        payload: dict[str, Any] | None = None,
+        *,
+        with_nonce: bool = True,
+        headers: dict[str, str] | None = None,
+        query: dict[str, str] | None = None,
+    ) -> RestResponse:
+        """A REST call with this user's cookies (and ``X-WP-Nonce`` unless ``with_nonce=False``)."""
+        all_headers = {"X-WP-Nonce": self.nonce} if with_nonce else {}
+        all_headers.update(headers or {})
+        return self.site.rest(
+            method, route, payload, headers=all_headers, query=query, opener=self.opener
+        )
+
+    def get(self, path: str, headers: dict[str, str] | None = None) -> RestResponse:
+        """GET a page (``path`` starts with ``/``) with this user's cookies."""
+        return self.site.request("GET", path, headers=headers, opener=self.opener)
+
+
 class WordPressSite:
     """A running throw-away WordPress. Build it with :func:`start_wordpress`.
 
@@ -164,6 +211,7 @@ class WordPressSite:
         hook_secret: str | None,
         public_url: str | None,
         extra_php: str,
+        token_secret: str | None = None,
     ) -> None:
         self.workdir = workdir
         self.docroot = workdir / "docroot"
@@ -175,7 +223,22 @@ class WordPressSite:
         self.rt_url = rt_url
         self.hook_secret = hook_secret
         self.public_url = public_url
+        self.token_secret = token_secret
         self.extra_php = extra_php
+        # Fixed per site, so logins and nonces survive configure().
+        self._salts = {
+            key: secrets.token_hex(32)
+            for key in (
+                "AUTH_KEY",
+                "SECURE_AUTH_KEY",
+                "LOGGED_IN_KEY",
+                "NONCE_KEY",
+                "AUTH_SALT",
+                "SECURE_AUTH_SALT",
+                "LOGGED_IN_SALT",
+                "NONCE_SALT",
+            )
+        }
         self.server_log_path = workdir / "php-server.log"
         self.debug_log_path = workdir / "wp-debug.log"
         self._server: subprocess.Popen[bytes] | None = None
@@ -206,6 +269,7 @@ class WordPressSite:
         rt_url: str | None = None,
         hook_secret: str | None = None,
         public_url: str | None = None,
+        token_secret: str | None = None,
     ) -> None:
         """Rewrite the APPOINTEASE_RT_* constants; later requests use the new values.
 
@@ -217,6 +281,8 @@ class WordPressSite:
             self.hook_secret = hook_secret or None
         if public_url is not None:
             self.public_url = public_url or None
+        if token_secret is not None:
+            self.token_secret = token_secret or None
         self._write_config()
 
     def _write_config(self) -> None:
@@ -239,17 +305,8 @@ class WordPressSite:
             "define( 'DB_CHARSET', 'utf8mb4' );",
             "define( 'DB_COLLATE', '' );",
         ]
-        for key in (
-            "AUTH_KEY",
-            "SECURE_AUTH_KEY",
-            "LOGGED_IN_KEY",
-            "NONCE_KEY",
-            "AUTH_SALT",
-            "SECURE_AUTH_SALT",
-            "LOGGED_IN_SALT",
-            "NONCE_SALT",
-        ):
-            lines.append(f"define( '{key}', '{secrets.token_hex(32)}' );")
+        for key, salt in self._salts.items():
+            lines.append(f"define( '{key}', '{salt}' );")
         lines += [
             f"$table_prefix = {php_str(self.table_prefix)};",
             f"define( 'WP_HOME', {php_str(self.base_url)} );",
@@ -273,6 +330,8 @@ class WordPressSite:
             lines.append(f"define( 'APPOINTEASE_RT_PUBLIC_URL', {php_str(self.public_url)} );")
         if self.hook_secret:
             lines.append(f"define( 'APPOINTEASE_RT_HOOK_SECRET', {php_str(self.hook_secret)} );")
+        if self.token_secret:
+            lines.append(f"define( 'APPOINTEASE_RT_TOKEN_SECRET', {php_str(self.token_secret)} );")
         if self.extra_php:
             lines.append(self.extra_php)
         lines += [
@@ -387,14 +446,19 @@ class WordPressSite:
         body: bytes | None = None,
         headers: dict[str, str] | None = None,
         timeout: float = 30,
+        opener: urllib.request.OpenerDirector | None = None,
     ) -> RestResponse:
-        """Any HTTP request to the site (``path`` starts with ``/``)."""
+        """Any HTTP request to the site (``path`` starts with ``/``).
+
+        ``opener`` (e.g. :attr:`UserSession.opener`) sends its cookies with the request.
+        """
         req = urllib.request.Request(  # noqa: S310 - always http://127.0.0.1:<port>
             self.base_url + path, data=body, method=method, headers=headers or {}
         )
+        open_ = urllib.request.urlopen if opener is None else opener.open
         started = time.monotonic()
         try:
-            with urllib.request.urlopen(req, timeout=timeout) as resp:  # noqa: S310
+            with open_(req, timeout=timeout) as resp:
                 status, raw, hdrs = resp.status, resp.read(), dict(resp.headers)
         except urllib.error.HTTPError as err:
             status, raw, hdrs = err.code, err.read(), dict(err.headers)
@@ -413,12 +477,24 @@ class WordPressSite:
         payload: dict[str, Any] | None = None,
         *,
         timeout: float = 30,
+        headers: dict[str, str] | None = None,
+        query: dict[str, str] | None = None,
+        opener: urllib.request.OpenerDirector | None = None,
     ) -> RestResponse:
-        """Call a REST route through ``?rest_route=`` (no pretty permalinks needed)."""
+        """Call a REST route through ``?rest_route=`` (no pretty permalinks needed).
+
+        ``query`` adds query parameters, ``headers`` request headers; ``opener`` sends
+        its cookies (see :meth:`user_session`).
+        """
         path = "/?rest_route=" + urllib.parse.quote(route, safe="/")
+        if query:
+            path += "&" + urllib.parse.urlencode(query)
         body = None if payload is None else json.dumps(payload).encode()
-        headers = {"Content-Type": "application/json"} if payload is not None else {}
-        return self.request(method, path, body=body, headers=headers, timeout=timeout)
+        all_headers = {"Content-Type": "application/json"} if payload is not None else {}
+        all_headers.update(headers or {})
+        return self.request(
+            method, path, body=body, headers=all_headers, timeout=timeout, opener=opener
+        )
 
     def create_booking(
         self,
@@ -489,6 +565,69 @@ class WordPressSite:
         if not any(c.name.startswith("wordpress_logged_in_") for c in jar):
             raise RuntimeError(f"login as {user!r} failed:\n{self.server_log()}")
         return opener
+
+    def create_user(
+        self,
+        login: str,
+        role: str = "subscriber",
+        *,
+        email: str | None = None,
+        password: str = USER_PASSWORD,
+    ) -> int:
+        """Create a WordPress user (``wp_insert_user``) with ``role``; returns its id."""
+        out = self.php(
+            "$id = wp_insert_user(['user_login' => $args[0], 'user_pass' => $args[1],"
+            " 'user_email' => $args[2], 'role' => $args[3]]);"
+            "if (is_wp_error($id)) { fwrite(STDERR, $id->get_error_message()); exit(1); }"
+            "echo $id;",
+            login,
+            password,
+            email or f"{login}@example.org",
+            role,
+        )
+        return int(out.strip().splitlines()[-1])
+
+    def user_session(self, user: str, password: str = USER_PASSWORD) -> UserSession:
+        """Log ``user`` in through wp-login.php and fetch a ``wp_rest`` nonce for it.
+
+        The nonce comes from ``admin-ajax.php?action=rest-nonce`` (what the block
+        editor uses to renew it), so it belongs to this login's session token.
+        """
+        opener = self.admin_session(user, password)
+        response = self.request("GET", "/wp-admin/admin-ajax.php?action=rest-nonce", opener=opener)
+        nonce = response.text.strip()
+        if response.status != 200 or not nonce.isalnum():
+            raise RuntimeError(f"no REST nonce for {user!r}: {response.status} {response.text}")
+        return UserSession(site=self, user=user, opener=opener, nonce=nonce)
+
+    def customer_session(self, email: str) -> urllib.request.OpenerDirector:
+        """An opener carrying the stand-in's customer-session cookie for ``email``.
+
+        The test-only mu-plugin answers ``appointease_rt_current_customer_email``
+        from that cookie, as AppointEase would from its own e-mail + code session.
+        """
+        jar = http.cookiejar.CookieJar()
+        jar.set_cookie(
+            http.cookiejar.Cookie(
+                version=0,
+                name=CUSTOMER_COOKIE,
+                value=urllib.parse.quote(email),
+                port=None,
+                port_specified=False,
+                domain="127.0.0.1",
+                domain_specified=False,
+                domain_initial_dot=False,
+                path="/",
+                path_specified=True,
+                secure=False,
+                expires=None,
+                discard=True,
+                comment=None,
+                comment_url=None,
+                rest={},
+            )
+        )
+        return urllib.request.build_opener(urllib.request.HTTPCookieProcessor(jar))
 
     # ---- database ----------------------------------------------------------------------
 
@@ -631,12 +770,14 @@ def start_wordpress(
     table_prefix: str = "wp_",
     mysql: MySQLParams | None = None,
     extra_php: str = "",
+    token_secret: str | None = None,
 ) -> Iterator[WordPressSite]:
     """Build, install and serve a throw-away WordPress; tear it all down on exit.
 
-    ``rt_url``/``hook_secret``/``public_url`` become APPOINTEASE_RT_URL,
-    APPOINTEASE_RT_HOOK_SECRET and APPOINTEASE_RT_PUBLIC_URL (None: not
-    defined). ``extra_php`` is appended to wp-config.php (before wp-settings).
+    ``rt_url``/``hook_secret``/``public_url``/``token_secret`` become
+    APPOINTEASE_RT_URL, APPOINTEASE_RT_HOOK_SECRET, APPOINTEASE_RT_PUBLIC_URL and
+    APPOINTEASE_RT_TOKEN_SECRET (None: not defined). ``extra_php`` is appended to
+    wp-config.php (before wp-settings).
     Raises :class:`WordPressUnavailable` when PHP/WordPress/the database is missing.
     """
     params = mysql or MySQLParams.from_env()
@@ -652,6 +793,7 @@ def start_wordpress(
         hook_secret=hook_secret,
         public_url=public_url,
         extra_php=extra_php,
+        token_secret=token_secret,
     )
     try:
         site._build()

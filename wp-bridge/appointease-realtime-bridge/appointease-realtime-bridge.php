@@ -1,7 +1,7 @@
 <?php
 /**
  * Plugin Name:       AppointEase Realtime Bridge
- * Description:       Tells the AppointEase real-time daemon about booking changes with signed webhooks (Standard Webhooks), points the booking block at the daemon, and lets AppointEase honour the daemon's slot holds.
+ * Description:       Tells the AppointEase real-time daemon about booking changes with signed webhooks (Standard Webhooks), points the booking block at the daemon with per-user connection tokens (JWT), and lets AppointEase honour the daemon's slot holds.
  * Version:           0.1.0
  * Requires at least: 6.1
  * Requires PHP:      8.0
@@ -22,11 +22,13 @@ define( 'APPOINTEASE_RT_VERSION', '0.1.0' );
 define( 'APPOINTEASE_RT_FILE', __FILE__ );
 
 require_once __DIR__ . '/includes/class-signer.php';
+require_once __DIR__ . '/includes/class-jwt.php';
 require_once __DIR__ . '/includes/class-config.php';
 require_once __DIR__ . '/includes/class-client.php';
 require_once __DIR__ . '/includes/class-outbox.php';
 require_once __DIR__ . '/includes/class-locks.php';
 require_once __DIR__ . '/includes/class-rest-hooks.php';
+require_once __DIR__ . '/includes/class-token.php';
 require_once __DIR__ . '/includes/class-ws-url.php';
 require_once __DIR__ . '/includes/class-settings-page.php';
 require_once __DIR__ . '/includes/class-plugin.php';

@@ -10,6 +10,12 @@
  * <id> is the numeric id or the strong_id. Before inserting, the create route
  * calls appointease_realtime_can_book() exactly as the bridge README asks the
  * real plugin to do (409 "slot_held" when another client holds the slot).
+ *
+ * Front end: every page enqueues the booking block's script with
+ * bookingAPI = {root, nonce, wsUrl} localized, like AppointEase. A customer
+ * session (AppointEase logs customers in by e-mail + one-time code) is faked
+ * with the cookie "aert_standin_customer" = the e-mail, answered through the
+ * bridge's "appointease_rt_current_customer_email" filter. Unsigned: test only.
  */
 
 if ( ! defined( 'ABSPATH' ) ) {
@@ -158,5 +164,32 @@ add_action(
 				),
 			)
 		);
+	}
+);
+
+add_action(
+	'wp_enqueue_scripts',
+	static function () {
+		wp_register_script( 'appointease-booking-standin', content_url( 'mu-plugins/appointease-booking-standin.js' ), array(), '1.0', true );
+		wp_localize_script(
+			'appointease-booking-standin',
+			'bookingAPI',
+			array(
+				'root'  => esc_url_raw( rest_url() ),
+				'nonce' => wp_create_nonce( 'wp_rest' ),
+				'wsUrl' => 'ws://' . wp_parse_url( home_url(), PHP_URL_HOST ) . ':8080',
+			)
+		);
+		wp_enqueue_script( 'appointease-booking-standin' );
+	}
+);
+
+add_filter(
+	'appointease_rt_current_customer_email',
+	static function ( $email ) {
+		if ( isset( $_COOKIE['aert_standin_customer'] ) ) { // phpcs:ignore WordPress.Security.ValidatedSanitizedInput
+			return sanitize_email( wp_unslash( $_COOKIE['aert_standin_customer'] ) ); // phpcs:ignore WordPress.Security.ValidatedSanitizedInput
+		}
+		return $email;
 	}
 );

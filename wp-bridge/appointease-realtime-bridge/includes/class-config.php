@@ -23,15 +23,20 @@ final class AppointEase_RT_Config {
 	/** @var string Standard Webhooks secret ("whsec_..."). */
 	public $secret;
 
+	/** @var string HS256 secret for connection tokens (shared with the daemon's TOKEN_SECRET). */
+	public $token_secret;
+
 	/**
 	 * @param string $url        APPOINTEASE_RT_URL.
 	 * @param string $public_url APPOINTEASE_RT_PUBLIC_URL.
-	 * @param string $secret     APPOINTEASE_RT_HOOK_SECRET.
+	 * @param string $secret       APPOINTEASE_RT_HOOK_SECRET.
+	 * @param string $token_secret APPOINTEASE_RT_TOKEN_SECRET.
 	 */
-	public function __construct( string $url, string $public_url, string $secret ) {
-		$this->url        = rtrim( trim( $url ), '/' );
-		$this->public_url = trim( $public_url );
-		$this->secret     = trim( $secret );
+	public function __construct( string $url, string $public_url, string $secret, string $token_secret = '' ) {
+		$this->url          = rtrim( trim( $url ), '/' );
+		$this->public_url   = trim( $public_url );
+		$this->secret       = trim( $secret );
+		$this->token_secret = trim( $token_secret );
 	}
 
 	/**
@@ -41,7 +46,8 @@ final class AppointEase_RT_Config {
 		return new self(
 			defined( 'APPOINTEASE_RT_URL' ) ? (string) constant( 'APPOINTEASE_RT_URL' ) : '',
 			defined( 'APPOINTEASE_RT_PUBLIC_URL' ) ? (string) constant( 'APPOINTEASE_RT_PUBLIC_URL' ) : '',
-			defined( 'APPOINTEASE_RT_HOOK_SECRET' ) ? (string) constant( 'APPOINTEASE_RT_HOOK_SECRET' ) : ''
+			defined( 'APPOINTEASE_RT_HOOK_SECRET' ) ? (string) constant( 'APPOINTEASE_RT_HOOK_SECRET' ) : '',
+			defined( 'APPOINTEASE_RT_TOKEN_SECRET' ) ? (string) constant( 'APPOINTEASE_RT_TOKEN_SECRET' ) : ''
 		);
 	}
 
@@ -98,6 +104,35 @@ final class AppointEase_RT_Config {
 			return array( __( 'APPOINTEASE_RT_PUBLIC_URL must start with ws:// or wss://.', 'appointease-realtime-bridge' ) );
 		}
 		return array();
+	}
+
+	/**
+	 * True when connection tokens can be issued (a secret of at least 32 bytes).
+	 */
+	public function can_issue_tokens(): bool {
+		return strlen( $this->token_secret ) >= AppointEase_RT_Jwt::MIN_SECRET_BYTES;
+	}
+
+	/**
+	 * Problems that prevent issuing connection tokens (empty when none).
+	 *
+	 * @return string[]
+	 */
+	public function token_problems(): array {
+		if ( '' === $this->token_secret ) {
+			return array( __( 'APPOINTEASE_RT_TOKEN_SECRET is not defined: no connection tokens are issued and browsers connect without one.', 'appointease-realtime-bridge' ) );
+		}
+		if ( ! $this->can_issue_tokens() ) {
+			return array( __( 'APPOINTEASE_RT_TOKEN_SECRET must be at least 32 characters long: no connection tokens are issued.', 'appointease-realtime-bridge' ) );
+		}
+		return array();
+	}
+
+	/**
+	 * The public URL when it is usable ('' otherwise), without a trailing slash.
+	 */
+	public function usable_public_url(): string {
+		return array() === $this->public_url_problems() ? rtrim( $this->public_url, '/' ) : '';
 	}
 
 	/**

@@ -61,7 +61,9 @@ final class AppointEase_RT_Plugin {
 		add_action( 'plugins_loaded', array( $this, 'load_textdomain' ) );
 		add_action( 'init', array( $this, 'maybe_upgrade' ) );
 		( new AppointEase_RT_Rest_Hooks() )->register();
-		( new AppointEase_RT_Ws_Url( $this->config ) )->register();
+		$tokens = new AppointEase_RT_Token( $this->config );
+		$tokens->register();
+		( new AppointEase_RT_Ws_Url( $this->config, $tokens ) )->register();
 		if ( is_admin() ) {
 			( new AppointEase_RT_Settings_Page( $this ) )->register();
 		}

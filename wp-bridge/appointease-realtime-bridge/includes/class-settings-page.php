@@ -78,7 +78,7 @@ final class AppointEase_RT_Settings_Page {
 			return;
 		}
 		$config   = $this->plugin->config();
-		$problems = array_merge( $config->delivery_problems(), $config->public_url_problems() );
+		$problems = array_merge( $config->delivery_problems(), $config->public_url_problems(), $config->token_problems() );
 		$outbox   = $this->plugin->outbox();
 		$ready    = $this->plugin->client()->readyz();
 		$last     = AppointEase_RT_Outbox::last_error();
@@ -118,6 +118,17 @@ final class AppointEase_RT_Settings_Page {
 				<tr>
 					<th scope="row"><?php esc_html_e( 'Browser URL (APPOINTEASE_RT_PUBLIC_URL)', 'appointease-realtime-bridge' ); ?></th>
 					<td><code><?php echo esc_html( '' !== $config->public_url ? $config->public_url : '—' ); ?></code></td>
+				</tr>
+				<tr>
+					<th scope="row"><?php esc_html_e( 'Connection tokens (APPOINTEASE_RT_TOKEN_SECRET)', 'appointease-realtime-bridge' ); ?></th>
+					<td>
+						<?php if ( $config->can_issue_tokens() ) : ?>
+							<?php /* translators: %s: REST route. */ ?>
+							<?php echo esc_html( sprintf( __( 'Issued to logged-in users and customer sessions; refresh at %s', 'appointease-realtime-bridge' ), rest_url( AppointEase_RT_Token::REST_NAMESPACE . AppointEase_RT_Token::REST_ROUTE ) ) ); ?>
+						<?php else : ?>
+							<?php esc_html_e( 'Not issued', 'appointease-realtime-bridge' ); ?>
+						<?php endif; ?>
+					</td>
 				</tr>
 				<tr>
 					<th scope="row"><?php esc_html_e( 'Daemon readiness (GET /readyz)', 'appointease-realtime-bridge' ); ?></th>
