@@ -80,6 +80,9 @@ async def dispatch(node: Node, conn: Connection, raw: str) -> None:
     try:
         frame = p.parse_frame(raw)
         request_id = p.request_id(frame)
+        if node is not None:  # None only in pure protocol tests
+            known = frame["type"] if frame["type"] in COMMANDS else "unknown"
+            node.metrics.frames_in.labels(known).inc()
         if verdict == LIMITED:
             raise ProtocolError(p.RATE_LIMITED, "Too many messages; slow down")
         cmd = COMMANDS.get(frame["type"])

@@ -54,6 +54,7 @@ class Connection:
         self.identity = identity
         self.sink = sink
         self.limiter = limiter
+        self.count_out: Callable[[str], None] | None = None
         self.connected_at = time.time()
         self.room: Room | None = None
         self.watch_time: str | None = None
@@ -70,6 +71,8 @@ class Connection:
     def send(self, frame: Frame) -> None:
         """Serialize and queue one frame for this client."""
         self.sink(encode(frame))
+        if self.count_out is not None:
+            self.count_out(frame["type"])
 
     def send_text(self, text: str) -> None:
         """Queue an already serialized frame (room fan-out serializes once for all)."""

@@ -32,10 +32,18 @@ TEST_PING = "test.ping"
 EVENT_TYPES = (CREATED, UPDATED, CANCELLED, TEST_PING)
 
 routes = web.RouteTableDef()
+OUTCOME = web.ResponseKey("outcome", str)
+
+
+def _answer(outcome: str, body: dict[str, Any], status: int = 200) -> web.Response:
+    """A JSON answer that remembers its outcome for the metrics."""
+    response = web.json_response(body, status=status)
+    response[OUTCOME] = outcome
+    return response
 
 
 def _refusal(status: int, code: str, message: str) -> web.Response:
-    return web.json_response({"error": message, "code": code}, status=status)
+    return _answer(code, {"error": message, "code": code}, status)
 
 
 def _room_of(when: Any, employee_id: Any) -> Room | None:
@@ -113,7 +121,13 @@ def signed_request(
 
 @routes.post("/hooks/booking")
 async def booking_hook(request: web.Request) -> web.Response:
-    """Verify, dedupe and apply one signed booking hook."""
+    """Verify, dedupe and apply one signed booking hook (its outcome is counted)."""
+    response = await _booking_hook(request)
+    request.app[NODE].metrics.hooks.labels(response[OUTCOME]).inc()
+    return response
+
+
+async def _booking_hook(request: web.Request) -> web.Response:
     node = request.app[NODE]
     secret = node.settings.hook_secret
     if not secret:
@@ -147,9 +161,9 @@ async def booking_hook(request: web.Request) -> web.Response:
     previous = data.get("previous") if isinstance(data.get("previous"), dict) else None
     hook_id = request.headers["webhook-id"]
     if not await node.broker.remember(f"hook:{hook_id}", DEDUPE_SECONDS):
-        return web.json_response({"ok": True, "duplicate": True})
+        return _answer("duplicate", {"ok": True, "duplicate": True})
     if event_type == TEST_PING:
-        return web.json_response({"ok": True, "pong": True})
+        return _answer("test_ping", {"ok": True, "pong": True})
     assert ref is not None
     try:
         found = await apply_booking_event(node, str(event_type), ref, previous)
@@ -157,4 +171,4 @@ async def booking_hook(request: web.Request) -> web.Response:
         await node.broker.forget(f"hook:{hook_id}")  # let the bridge's retry through
         log.warning("hook %s not applied, database unavailable: %s", hook_id, exc)
         return _refusal(503, "unavailable", "The booking database is unavailable; retry later")
-    return web.json_response({"ok": True, "found": found})
+    return _answer("applied" if found else "unknown_appointment", {"ok": True, "found": found})

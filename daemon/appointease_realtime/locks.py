@@ -7,6 +7,7 @@ import contextlib
 import logging
 
 from .config import Settings
+from .metrics import Metrics
 from .protocol import Slot
 from .rooms import Rooms
 from .store import Store, StoreUnavailable
@@ -18,7 +19,8 @@ log = logging.getLogger(__name__)
 class Locks:
     """Takes and gives back slot holds; every change is announced to the slot's room."""
 
-    def __init__(self, settings: Settings, store: Store, rooms: Rooms) -> None:
+    def __init__(self, settings: Settings, store: Store, rooms: Rooms, metrics: Metrics) -> None:
+        self.metrics = metrics
         self.settings = settings
         self.store = store
         self.rooms = rooms
@@ -30,6 +32,9 @@ class Locks:
         outcome = await self.store.acquire_lock(
             slot, client_id, self.settings.lock_ttl_seconds, self.settings.hold_limit
         )
+        self.metrics.locks.labels(
+            "acquired" if outcome.acquired else f"refused_{outcome.reason}"
+        ).inc()
         if outcome.acquired:
             self.rooms.touch(slot.room)
         return outcome
@@ -37,6 +42,7 @@ class Locks:
     async def unlock(self, client_id: str, slot: Slot) -> str | None:
         """Release ``client_id``'s hold on ``slot``; None when released, else the reason."""
         reason = await self.store.release_lock(slot, client_id)
+        self.metrics.locks.labels("released" if reason is None else "unlock_refused").inc()
         if reason is None:
             self.rooms.touch(slot.room)
         return reason
@@ -44,6 +50,7 @@ class Locks:
     async def release_all(self, client_id: str) -> list[Slot]:
         """Release every hold of ``client_id`` and announce the freed slots."""
         freed = await self.store.release_client_locks(client_id)
+        self.metrics.locks.labels("released").inc(len(freed))
         for room in {slot.room for slot in freed}:
             self.rooms.touch(room)
         if freed:
@@ -78,6 +85,7 @@ class Locks:
     async def sweep(self) -> int:
         """Delete expired locks (whoever wrote them) and announce the freed slots."""
         expired = await self.store.sweep_expired_locks()
+        self.metrics.locks.labels("expired").inc(len(expired))
         for room in {lock.slot.room for lock in expired}:
             self.rooms.touch(room)
         return len(expired)

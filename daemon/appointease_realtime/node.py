@@ -16,6 +16,7 @@ from .connection import Connection
 from .hub import Hub
 from .limits import AddressCounter
 from .locks import Locks
+from .metrics import Metrics
 from .protocol import Frame, encode
 from .rooms import Rooms
 from .store import Store, StoreUnavailable
@@ -32,9 +33,11 @@ class Node:
         self.broker = broker
         self.id = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(2)}"
         self.started = time.time()
+        self.metrics = Metrics()
         self.hub = Hub()
-        self.rooms = Rooms(store, broker, self.hub)
-        self.locks = Locks(settings, store, self.rooms)
+        self.rooms = Rooms(store, broker, self.hub, self.metrics)
+        self.locks = Locks(settings, store, self.rooms, self.metrics)
+        store.observe = lambda op, seconds: self.metrics.query_seconds.labels(op).observe(seconds)
         self.resume_secret = settings.resume_secret.encode() or secrets.token_bytes(32)
         self.addresses = AddressCounter(settings.max_connections_per_ip)
 
@@ -61,10 +64,12 @@ class Node:
                 email = str(event["email"])
                 if email in self.hub.customers:
                     for frame in event["frames"]:
-                        self.hub.send_customer(email, encode(frame))
+                        sent = self.hub.send_customer(email, encode(frame))
+                        self.metrics.sent(frame["type"], sent)
                 change = event["frames"][-1]  # appointment_update / appointment_cancel
                 if self.hub.staff:
-                    self.hub.send_staff(change["appointment"], encode(change))
+                    sent = self.hub.send_staff(change["appointment"], encode(change))
+                    self.metrics.sent(change["type"], sent)
         except (KeyError, TypeError, ValueError, IndexError):
             log.warning("dropped a malformed cluster event: %r", event)
 
@@ -79,6 +84,7 @@ class Node:
     async def connect(self, conn: Connection, resumed: bool) -> None:
         """Register a connection; a resumed client keeps the holds it had, on any node."""
         self.hub.add(conn)
+        self.metrics.connections.inc()
         if self.locks.reclaim(conn.client_id):
             log.info("client %s resumed within the grace period", conn.client_id)
         if resumed:  # the node it left may be another one: its release timer must stop too
@@ -87,6 +93,7 @@ class Node:
     async def disconnect(self, conn: Connection) -> None:
         """Forget a connection: selections go at once, holds stay for the grace period."""
         self.hub.remove(conn)
+        self.metrics.connections.dec()
         self.rooms.forget(conn.room)
         self.locks.release_later(conn.client_id)
         for room in await self.broker.drop_client(conn.client_id):

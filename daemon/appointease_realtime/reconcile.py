@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Awaitable, Callable, Coroutine
 
 from .node import Node
@@ -38,9 +39,10 @@ async def expire_selections(node: Node) -> None:
 async def reconcile_rooms(node: Node) -> int:
     """Re-read the booked times of every locally watched room; announce the rooms that changed."""
     rooms = list(node.hub.rooms)
-    if not rooms:
-        return 0
-    booked = await node.store.booked_times(rooms)
+    began = time.perf_counter()
+    booked = await node.store.booked_times(rooms) if rooms else {}
+    node.metrics.reconcile_seconds.observe(time.perf_counter() - began)
+    node.metrics.last_reconcile = time.time()
     changed = [room for room in rooms if booked[room] != node.rooms.known_booked.get(room)]
     for room in changed:
         node.rooms.touch(room)

@@ -13,6 +13,7 @@ import logging
 
 from .broker import Broker, Event
 from .hub import Hub
+from .metrics import Metrics
 from .protocol import Frame, Room, encode, reply
 from .store import Store, StoreUnavailable
 from .store.base import RoomState
@@ -51,7 +52,8 @@ def slot_taken_frame(room: Room, time: str) -> Frame:
 class Rooms:
     """Announces room changes cluster-wide and delivers room events to local watchers."""
 
-    def __init__(self, store: Store, broker: Broker, hub: Hub) -> None:
+    def __init__(self, store: Store, broker: Broker, hub: Hub, metrics: Metrics) -> None:
+        self.metrics = metrics
         self.store = store
         self.broker = broker
         self.hub = hub
@@ -113,15 +115,21 @@ class Rooms:
         if room not in self.hub.rooms:
             return
         if event["kind"] == "selections":
-            self.hub.send_room(room, encode(selections_frame(room, event["slots"])))
+            self._fan_out(room, selections_frame(room, event["slots"]))
             return
         booked, locked = list(event["booked"]), list(event["locked"])
         known = self.known_booked.get(room)
         if known is not None:
             for time in sorted(set(booked) - known):
-                self.hub.send_room(room, encode(slot_taken_frame(room, time)))
+                self._fan_out(room, slot_taken_frame(room, time))
         self.known_booked[room] = set(booked)
-        self.hub.send_room(room, encode(availability_frame(room, booked, locked)))
+        self._fan_out(room, availability_frame(room, booked, locked))
+
+    def _fan_out(self, room: Room, frame: Frame) -> None:
+        """Serialize once, hand to every local watcher, count it."""
+        sent = self.hub.send_room(room, encode(frame))
+        self.metrics.fanout.observe(sent)
+        self.metrics.sent(frame["type"], sent)
 
     async def stop(self) -> None:
         """Schedule no more announcements; wait for those already scheduled."""

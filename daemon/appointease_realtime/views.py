@@ -6,6 +6,7 @@ import logging
 
 from aiohttp import WSMsgType, web
 from aiohttp.typedefs import Handler
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from . import protocol as p
 from .auth import (
@@ -90,6 +91,7 @@ async def _serve_socket(
     limiter = RateLimiter(settings.rate_limit_per_second, settings.rate_limit_burst)
     conn = Connection(client_id, identity, outbound.put, limiter)
     conn.closer = ws.close
+    conn.count_out = node.metrics.sent
     outbound.start()
     await node.connect(conn, resumed)
     conn.send(
@@ -134,6 +136,13 @@ async def debug(request: web.Request) -> web.Response:
     else:
         return _json_error(403, "forbidden", "Set DEBUG_TOKEN to read /debug from elsewhere")
     return web.json_response(await request.app[NODE].debug_info(unmasked))
+
+
+@routes.get("/metrics")
+async def metrics(request: web.Request) -> web.Response:
+    """Prometheus text exposition of this node's metrics."""
+    body = generate_latest(request.app[NODE].metrics.registry)
+    return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
 
 @routes.get("/healthz")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -62,6 +62,7 @@ class Store(Protocol):
     """Everything the daemon reads and writes in the plugin's two tables."""
 
     kind: str
+    observe: Callable[[str, float], None] | None
 
     async def ping(self) -> None:
         """Raise StoreUnavailable unless the database answers."""

@@ -12,6 +12,7 @@ from collections.abc import Awaitable, Callable, Collection, Sequence
 from contextlib import AbstractAsyncContextManager
 from datetime import date, datetime, time, timedelta
 from decimal import Decimal
+from time import perf_counter
 from typing import Any, Protocol, TypeVar
 
 from ..protocol import Room, Slot
@@ -101,6 +102,7 @@ class SqlStore(ABC):
     for_update: str  # row-lock suffix of a locking read ("" where the database has none)
 
     def __init__(self, prefix: str) -> None:
+        self.observe: Callable[[str, float], None] | None = None  # (operation, seconds)
         self.prefix = prefix
         self.locks = f"{prefix}appointease_slot_locks"
         self.appointments = f"{prefix}appointments"
@@ -144,10 +146,16 @@ class SqlStore(ABC):
 
     async def run(self, work: Callable[[Tx], Awaitable[T]], write: bool = False) -> T:
         """Run ``work`` in a transaction; retry deadlocks; map failures to StoreUnavailable."""
+        began = perf_counter()
         for attempt in range(_RETRIES):
             try:
                 async with self.transaction(write) as tx:
-                    return await work(tx)
+                    result = await work(tx)
+                if (
+                    self.observe is not None
+                ):  # e.g. "acquire_lock" from "...acquire_lock.<locals>.work"
+                    self.observe(work.__qualname__.split(".")[-3], perf_counter() - began)
+                return result
             except Exception as exc:
                 if self.is_retryable(exc) and attempt < _RETRIES - 1:
                     await asyncio.sleep(random.uniform(0.001, 0.01) * (attempt + 1))
