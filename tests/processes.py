@@ -8,6 +8,7 @@ import os
 import shutil
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import time
@@ -26,10 +27,13 @@ def free_port() -> int:
 class Daemon:
     """``appointease-realtime serve`` in a subprocess, on a fixed port across restarts."""
 
-    def __init__(self, workdir: Path, **env: str) -> None:
+    def __init__(self, workdir: Path, tls: ssl.SSLContext | None = None, **env: str) -> None:
+        """``tls``: a client context trusting the daemon's certificate (https/wss)."""
         self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.ws_url = f"ws://127.0.0.1:{self.port}"
+        self.tls = tls
+        secure = "s" if tls else ""
+        self.url = f"http{secure}://127.0.0.1:{self.port}"
+        self.ws_url = f"ws{secure}://127.0.0.1:{self.port}"
         self.log = workdir / f"daemon-{self.port}.log"
         self.env = {**os.environ, "DB_HOST": "", "SQLITE_PATH": str(workdir / "db.sqlite3"), **env}
         self.proc: asyncio.subprocess.Process | None = None
@@ -55,7 +59,7 @@ class Daemon:
         async with aiohttp.ClientSession() as session:
             for _ in range(150):
                 try:
-                    async with session.get(f"{self.url}/healthz") as resp:
+                    async with session.get(f"{self.url}/healthz", ssl=self.tls) as resp:
                         if resp.status == 200:
                             return
                 except aiohttp.ClientError:

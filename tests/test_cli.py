@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import os
 import socket
 import subprocess
@@ -13,6 +12,7 @@ import aiohttp
 import pytest
 
 from appointease_realtime.config import Settings
+from tests.processes import Daemon
 
 CLI = [sys.executable, "-m", "appointease_realtime"]
 
@@ -79,38 +79,14 @@ def test_seed_demo_only_on_the_embedded_database(tmp_path: Path) -> None:
     assert refused.returncode == 2 and "embedded" in refused.stderr
 
 
-@pytest.mark.parametrize("backend", ["sqlite"])
-async def test_serve_holds_a_slot_for_a_websocket_client(settings: Settings) -> None:
+async def test_serve_holds_a_slot_for_a_websocket_client(tmp_path: Path) -> None:
     """The README's promise: start it, connect with any client, hold a slot."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    proc = await asyncio.create_subprocess_exec(
-        *CLI,
-        "--env-file",
-        os.devnull,
-        "serve",
-        "--host",
-        "127.0.0.1",
-        "--port",
-        str(port),
-        env={**os.environ, **db_env(settings)},
-    )
-    try:
-        async with aiohttp.ClientSession() as session:
-            for _ in range(100):
-                try:
-                    async with session.get(f"http://127.0.0.1:{port}/readyz") as ready:
-                        if ready.status == 200:
-                            break
-                except aiohttp.ClientConnectionError:
-                    await asyncio.sleep(0.1)
-            async with session.ws_connect(f"ws://127.0.0.1:{port}") as ws:
-                assert (await ws.receive_json())["type"] == "connection"
-                await ws.send_json(
-                    {"type": "lock_slot", "date": "2030-05-06", "time": "10:00", "employeeId": 1}
-                )
-                assert (await ws.receive_json())["type"] == "slot_locked"
-    finally:
-        proc.terminate()
-        assert await asyncio.wait_for(proc.wait(), 15) == 0
+    daemon = Daemon(tmp_path)
+    await daemon.start()
+    async with aiohttp.ClientSession() as session, session.ws_connect(daemon.ws_url) as ws:
+        assert (await ws.receive_json())["type"] == "connection"
+        await ws.send_json(
+            {"type": "lock_slot", "date": "2030-05-06", "time": "10:00", "employeeId": 1}
+        )
+        assert (await ws.receive_json())["type"] == "slot_locked"
+    assert await daemon.stop() == 0

@@ -2,13 +2,9 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
-import os
-import signal
 import ssl
 import subprocess
-import sys
 from pathlib import Path
 
 import aiohttp
@@ -16,7 +12,7 @@ import pytest
 
 from appointease_realtime.logs import redact
 from tests.conftest import TOKEN_SECRET, token_for
-from tests.wordpress.wp_harness import free_port
+from tests.processes import Daemon
 
 
 @pytest.mark.parametrize(
@@ -34,63 +30,22 @@ def test_redaction(target: str, expected: str) -> None:
     assert redact(target) == expected
 
 
-async def serve(tmp_path: Path, **env: str) -> tuple[asyncio.subprocess.Process, int]:
-    port = free_port()
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "appointease_realtime",
-        "--env-file",
-        os.devnull,
-        "serve",
-        "--host",
-        "127.0.0.1",
-        "--port",
-        str(port),
-        env={
-            **os.environ,
-            "SQLITE_PATH": str(tmp_path / "db.sqlite3"),
-            "DB_HOST": "",
-            "TOKEN_SECRET": TOKEN_SECRET,
-            **env,
-        },
-        stderr=subprocess.PIPE,
-    )
-    return proc, port
-
-
-async def wait_ready(url: str, ssl_context: ssl.SSLContext | None = None) -> None:
-    async with aiohttp.ClientSession() as session:
-        for _ in range(100):
-            try:
-                async with session.get(f"{url}/healthz", ssl=ssl_context) as resp:
-                    if resp.status == 200:
-                        return
-            except aiohttp.ClientError:
-                await asyncio.sleep(0.1)
-    raise AssertionError("daemon did not start")
-
-
 async def test_json_logs_hold_no_token_and_no_email(tmp_path: Path) -> None:
-    proc, port = await serve(tmp_path, LOG_FORMAT="json", LOG_LEVEL="INFO")
+    daemon = Daemon(tmp_path, LOG_FORMAT="json", LOG_LEVEL="INFO", TOKEN_SECRET=TOKEN_SECRET)
+    await daemon.start()
     token = token_for("secret.person@example.com")
-    try:
-        await wait_ready(f"http://127.0.0.1:{port}")
-        async with aiohttp.ClientSession() as session:
-            url = f"ws://127.0.0.1:{port}/ws/{token}?email=secret.person%40example.com"
-            async with session.ws_connect(url) as ws:
-                assert (await ws.receive_json())["isAnonymous"] is False
-                await ws.send_json(
-                    {"type": "lock_slot", "date": "2030-05-06", "time": "10:00", "employeeId": 1}
-                )
-                assert (await ws.receive_json())["type"] == "slot_locked"
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        _, stderr = await asyncio.wait_for(proc.communicate(), 20)
-    assert proc.returncode == 0
-    lines = [json.loads(line) for line in stderr.decode().splitlines() if line.strip()]
+    async with aiohttp.ClientSession() as session:
+        url = f"{daemon.ws_url}/ws/{token}?email=secret.person%40example.com"
+        async with session.ws_connect(url) as ws:
+            assert (await ws.receive_json())["isAnonymous"] is False
+            await ws.send_json(
+                {"type": "lock_slot", "date": "2030-05-06", "time": "10:00", "employeeId": 1}
+            )
+            assert (await ws.receive_json())["type"] == "slot_locked"
+    assert await daemon.stop() == 0
+    text = daemon.log.read_text()
+    lines = [json.loads(line) for line in text.splitlines() if line.strip()]
     assert lines and all({"time", "level", "logger", "message"} <= set(entry) for entry in lines)
-    text = stderr.decode()
     assert "/ws/[redacted]" in text
     assert token not in text and token.split(".")[1] not in text
     assert "secret.person" not in text
@@ -129,13 +84,10 @@ def certificate(tmp_path: Path) -> tuple[Path, Path]:
 
 async def test_tls_serves_wss_directly(tmp_path: Path, certificate: tuple[Path, Path]) -> None:
     cert, key = certificate
-    proc, port = await serve(tmp_path, TLS_CERT_FILE=str(cert), TLS_KEY_FILE=str(key))
     trust = ssl.create_default_context(cafile=str(cert))
-    try:
-        await wait_ready(f"https://127.0.0.1:{port}", trust)
-        async with aiohttp.ClientSession() as session:
-            async with session.ws_connect(f"wss://127.0.0.1:{port}/", ssl=trust) as ws:
-                assert (await ws.receive_json())["type"] == "connection"
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        await asyncio.wait_for(proc.communicate(), 20)
+    daemon = Daemon(tmp_path, tls=trust, TLS_CERT_FILE=str(cert), TLS_KEY_FILE=str(key))
+    await daemon.start()
+    async with aiohttp.ClientSession() as session:
+        async with session.ws_connect(f"{daemon.ws_url}/", ssl=trust) as ws:
+            assert (await ws.receive_json())["type"] == "connection"
+    assert await daemon.stop() == 0
