@@ -17,6 +17,7 @@ command -v redis-cli >/dev/null || missing+=(redis-tools)
 command -v supervisord >/dev/null || missing+=(supervisor)
 command -v systemd-analyze >/dev/null || missing+=(systemd)
 command -v openssl >/dev/null || missing+=(openssl)
+[ -x /usr/bin/chromium ] || missing+=(chromium)
 if [ ${#missing[@]} -gt 0 ]; then
   echo "installing: ${missing[*]}"
   as_root apt-get update -qq

@@ -185,6 +185,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except StoreUnavailable as exc:
         print(f"database unavailable: {exc}", file=sys.stderr)
         return 1
+    except ConfigError as exc:  # found at start-up, e.g. QA_MODE against real appointments
+        print(f"configuration error: {exc}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

@@ -14,6 +14,7 @@ from .config import Settings
 from .hooks import routes as hook_routes
 from .keys import NODE, SETTINGS
 from .node import Node
+from .qa import check_qa_database, page_routes, qa_routes
 from .reconcile import background_jobs
 from .store import open_store
 from .systemd import systemd_context
@@ -31,6 +32,11 @@ async def _node_context(app: web.Application) -> AsyncIterator[None]:
     """Open the store and broker, start the node and its loops; undo it all on the way out."""
     settings = app[SETTINGS]
     store = await open_store(settings)
+    try:
+        await check_qa_database(store, settings)
+    except BaseException:
+        await store.close()
+        raise
     broker = open_broker(settings)
     node = Node(settings, store, broker)
     await node.start()
@@ -67,4 +73,7 @@ def create_app(settings: Settings) -> web.Application:
     app.on_shutdown.append(_close_sockets)
     app.add_routes(routes)
     app.add_routes(hook_routes)
+    app.add_routes(page_routes)
+    if settings.qa_mode:
+        app.add_routes(qa_routes)
     return app

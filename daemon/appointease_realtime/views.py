@@ -153,13 +153,18 @@ async def healthz(request: web.Request) -> web.Response:
 
 @routes.get("/readyz")
 async def readyz(request: web.Request) -> web.Response:
-    """Ready: the database answers; 503 with the reason otherwise."""
+    """Ready: the database answers (else 503 with the reason); ``degraded`` while the node has
+    lost its broker and serves only its own clients."""
     node = request.app[NODE]
     try:
         await node.store.ping()
     except StoreUnavailable as exc:
         return web.json_response({"status": "unavailable", "reason": str(exc)}, status=503)
-    return web.json_response({"status": "ready", "store": node.store.kind, "node": node.id})
+    body = {"status": "ready", "store": node.store.kind, "node": node.id}
+    problem = node.broker.status()
+    if problem is not None:
+        body.update(status="degraded", reason=problem)
+    return web.json_response(body)
 
 
 @routes.get("/api/availability")

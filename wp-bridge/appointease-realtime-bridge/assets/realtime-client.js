@@ -27,7 +27,8 @@
   const VERSION = '1.0.0';
 
   const DEFAULTS = {
-    url: null, // ws(s)://host:port/ (a path token is fine; the query is kept)
+    url: null, // ws(s)://host:port/ (a path token is fine; the query is kept), or a function
+    // returning one (or a promise of one), called before every attempt: fetch a fresh token there
     query: null, // extra query parameters, e.g. {email: 'ann@example.com'}
     pollUrl: null, // default: http(s)://<same host>/api/availability
     reconnect: true,
@@ -44,6 +45,14 @@
     resubscribe: true, // after a reconnect, watch the same day/appointments again
     WebSocket: null, // constructor to use (default: the global WebSocket)
     fetch: null, // fetch to use for polling (default: the global fetch)
+  };
+
+  // Close codes after which reconnecting with the same URL cannot help (docs/protocol.md).
+  const FATAL_CLOSE = {
+    1007: 'a frame that is not UTF-8',
+    1009: 'a frame over 64 KB',
+    4001: 'invalid token: connect with a new one',
+    4002: 'token expired: connect with a fresh one',
   };
 
   /** A refused or failed request: `code` is the daemon's error code or a local one. */
@@ -109,6 +118,8 @@
       this._everConnected = false;
       this._closed = true;
       this._timers = { connect: null, reconnect: null, heartbeat: null, poll: null };
+      this._opening = false;
+      this._resolvedUrl = null;
       this._room = null; // {date, employeeId, time?} last watched day
       this._appointments = null; // {email} when following appointments
       this._selections = new Map(); // key -> {date, time, employeeId}
@@ -353,8 +364,8 @@
 
     // ---- the socket ----
 
-    _url() {
-      const u = new URL(this.options.url);
+    _url(base) {
+      const u = new URL(base);
       const query = this.options.query || {};
       Object.keys(query).forEach((k) => {
         if (query[k] !== null && query[k] !== undefined) u.searchParams.set(k, String(query[k]));
@@ -368,9 +379,32 @@
       if (!Ctor) throw new Error('AppointEaseRealtime: no WebSocket available');
       if (this.mode !== 'polling') this._setMode('connecting');
       this.stats.attempts += 1;
+      const source = this.options.url;
+      if (typeof source !== 'function') {
+        this._openSocket(Ctor, source);
+        return;
+      }
+      this._opening = true;
+      Promise.resolve()
+        .then(() => source())
+        .then(
+          (url) => {
+            this._opening = false;
+            if (!this._closed && !this._ws) this._openSocket(Ctor, url);
+          },
+          (err) => {
+            this._opening = false;
+            this._emit('socket_error', err);
+            if (!this._closed && !this._ws) this._failed(null, 4003, 'no URL: ' + (err && err.message));
+          }
+        );
+    }
+
+    _openSocket(Ctor, base) {
+      this._resolvedUrl = base;
       let ws;
       try {
-        ws = new Ctor(this._url());
+        ws = new Ctor(this._url(base));
       } catch (e) {
         this._emit('socket_error', e);
         this._failed(null, 1006, String(e && e.message));
@@ -486,9 +520,12 @@
       } else {
         this._setMode('disconnected');
       }
-      if (this.options.reconnect) {
+      const fatal = FATAL_CLOSE[code];
+      const renewable = (code === 4001 || code === 4002) && typeof this.options.url === 'function';
+      if (this.options.reconnect && (!fatal || renewable)) {
         this._scheduleReconnect(code);
       } else {
+        if (fatal) this._emit('fatal', { code: code, reason: reason || '', why: fatal });
         this._closed = true;
         this._stopPolling();
         this._setMode('disconnected');
@@ -505,12 +542,14 @@
     }
 
     _scheduleReconnect(code) {
+      // Flooding (1008) earns a longer pause: start further up the backoff curve.
+      if (code === 1008) this._attempt = Math.max(this._attempt, 4);
       const delay = this.backoffDelay(this._attempt);
       this._attempt += 1;
       this._emit('reconnecting', { attempt: this._attempt, delay: delay, code: code });
       clearTimeout(this._timers.reconnect);
       this._timers.reconnect = setTimeout(() => {
-        if (!this._closed && !this._ws) this._open();
+        if (!this._closed && !this._ws && !this._opening) this._open();
       }, delay);
     }
 
@@ -559,7 +598,9 @@
     // ---- polling fallback ----
 
     _pollUrl() {
-      return this.options.pollUrl || httpFromWs(this.options.url, '/api/availability');
+      if (this.options.pollUrl) return this.options.pollUrl;
+      const base = typeof this.options.url === 'function' ? this._resolvedUrl : this.options.url;
+      return base ? httpFromWs(base, '/api/availability') : null;
     }
 
     _fetchAvailability(date, employeeId) {

@@ -1,0 +1,346 @@
+"""The QA page and, with ``QA_MODE=true``, a small endpoint that books test appointments.
+
+``page_routes`` serve ``/test-websocket.html`` and the browser client it uses. ``qa_routes``
+(registered only in QA mode) create, move and cancel appointments whose ``strong_id`` starts
+with ``QA-``, in the real table, then announce the change through the path a signed hook
+takes, so the page exercises the real broadcasts. :func:`check_qa_database` refuses QA mode
+at start-up against a database that holds appointments QA did not create, unless QA_FORCE.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+
+from . import protocol as p
+from .auth import CUSTOMER, mint_token
+from .config import ConfigError, Settings
+from .hooks import apply_booking_event
+from .keys import NODE, SETTINGS
+from .protocol import Field, ProtocolError, Room, Schema
+from .store import Store, StoreUnavailable
+from .store.sql import SqlStore, Tx
+
+log = logging.getLogger(__name__)
+
+QA_PREFIX = "QA-"
+QA_EMAIL_DOMAIN = "@example.com"
+QA_TOKEN_SECONDS = 3600
+NOT_FOUND = "not_found"
+SLOT_BOOKED = "slot_booked"
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+PAGE_PATH = REPO_ROOT / "test-websocket.html"
+CLIENT_JS_PATH = (
+    REPO_ROOT / "wp-bridge" / "appointease-realtime-bridge" / "assets" / "realtime-client.js"
+)
+
+page_routes = web.RouteTableDef()
+qa_routes = web.RouteTableDef()
+
+
+class QAModeRefused(ConfigError):
+    """QA_MODE is on against a database that holds real appointments."""
+
+
+# ---- the page ----
+
+
+def _static(path: Path, content_type: str) -> web.StreamResponse:
+    if not path.is_file():
+        raise web.HTTPNotFound(
+            text=f"{path.name} is not installed next to the daemon (expected {path})"
+        )
+    return web.FileResponse(
+        path, headers={"Content-Type": content_type, "Cache-Control": "no-cache"}
+    )
+
+
+@page_routes.get("/test-websocket.html")
+async def test_page(request: web.Request) -> web.StreamResponse:
+    """The QA page: runs the protocol tests against the daemon that served it."""
+    return _static(PAGE_PATH, "text/html; charset=utf-8")
+
+
+@page_routes.get("/assets/realtime-client.js")
+async def client_js(request: web.Request) -> web.StreamResponse:
+    """The dependency-free browser client the page (and the booking block) uses."""
+    return _static(CLIENT_JS_PATH, "text/javascript; charset=utf-8")
+
+
+# ---- the start-up guard ----
+
+
+async def count_foreign_appointments(store: Store) -> int:
+    """Appointments whose ``strong_id`` does not start with ``QA-`` (or is NULL)."""
+    if not isinstance(store, SqlStore):  # pragma: no cover - every store is an SqlStore today
+        raise TypeError(f"cannot inspect a {type(store).__name__}")
+    table = store.appointments
+
+    async def work(tx: Tx) -> int:
+        row = await tx.one(
+            f"SELECT COUNT(*) FROM {table}"  # noqa: S608 - the name comes from the validated prefix
+            " WHERE strong_id IS NULL OR strong_id NOT LIKE %s",
+            (f"{QA_PREFIX}%",),
+        )
+        return int(row[0]) if row else 0
+
+    return await store.run(work)
+
+
+async def check_qa_database(store: Store, settings: Settings) -> None:
+    """Refuse QA mode when the appointments table holds rows QA did not create (unless forced)."""
+    if not settings.qa_mode:
+        return
+    foreign = await count_foreign_appointments(store)
+    if foreign == 0:
+        log.warning("QA_MODE is on: POST /qa/appointments creates and cancels test bookings")
+        return
+    table = f"{settings.table_prefix}appointments"
+    if settings.qa_force:
+        log.warning(
+            "QA_MODE is on against %s with %d real appointment(s) (QA_FORCE=true)", table, foreign
+        )
+        return
+    raise QAModeRefused(
+        f"QA_MODE: refused, table {table} holds {foreign} appointment(s) not created by QA"
+        f" (strong_id not starting with {QA_PREFIX}); QA mode books and cancels test"
+        " appointments, so run it on a throw-away database, or set QA_FORCE=true"
+    )
+
+
+# ---- the QA endpoint ----
+
+
+def _qa_email(value: Any) -> str:
+    email = p.parse_email(value)
+    if not email.startswith("qa-") or not email.endswith(QA_EMAIL_DOMAIN):
+        raise ValueError(f"must be a QA address qa-...{QA_EMAIL_DOMAIN}")
+    return email
+
+
+def _ref(value: Any) -> str | int:
+    if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+        return value
+    if isinstance(value, str) and value.startswith(QA_PREFIX) and len(value) <= 20:
+        return value
+    if isinstance(value, str) and value.isascii() and value.isdigit() and len(value) <= 10:
+        return int(value)
+    raise ValueError(f"must be an appointment id or a {QA_PREFIX}... reference")
+
+
+def _name(value: Any) -> str:
+    if not isinstance(value, str) or not 0 < len(value) <= 100:
+        raise ValueError("must be a name of 1 to 100 characters")
+    return value
+
+
+CREATE_SCHEMA: Schema = {
+    **p.SLOT_SCHEMA,
+    "email": Field(_qa_email),
+    "name": Field(_name, required=False),
+    "serviceId": Field(p.parse_employee_id, required=False),
+}
+MOVE_SCHEMA: Schema = {
+    "id": Field(_ref),
+    "newDate": Field(p.parse_date),
+    "newTime": Field(p.parse_time),
+    "newEmployeeId": Field(p.parse_employee_id, required=False),
+}
+CANCEL_SCHEMA: Schema = {"id": Field(_ref)}
+
+
+class QARefused(Exception):
+    """A QA request the endpoint refuses; becomes a JSON error with an HTTP status."""
+
+    def __init__(self, status: int, code: str, message: str, field: str | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+        self.field = field
+
+
+def _error(status: int, code: str, message: str, field: str | None = None) -> web.Response:
+    body = {"error": message, "code": code}
+    if field:
+        body["field"] = field
+    return web.json_response(body, status=status)
+
+
+async def _slot_is_booked(store: Store, date: str, time: str, employee_id: int) -> bool:
+    state = await store.room_state(Room(date, employee_id))
+    return time in state.booked
+
+
+async def _qa_appointment(store: Store, ref: str | int) -> dict[str, Any]:
+    appointment = await store.appointment(ref)
+    if appointment is None:
+        raise QARefused(404, NOT_FOUND, f"No appointment {ref}", "id")
+    if not str(appointment.get("strong_id") or "").startswith(QA_PREFIX):
+        raise QARefused(403, p.FORBIDDEN, "Only QA appointments (QA-...) may be changed", "id")
+    return appointment
+
+
+async def _create(request: web.Request, fields: dict[str, Any]) -> web.Response:
+    node = request.app[NODE]
+    date, time, employee_id = fields["date"], fields["time"], fields["employeeId"]
+    if await _slot_is_booked(node.store, date, time, employee_id):
+        raise QARefused(409, SLOT_BOOKED, f"{date} {time} of employee {employee_id} is booked")
+    strong_id = f"{QA_PREFIX}{secrets.token_hex(6).upper()}"
+    row: dict[str, Any] = {
+        "name": fields.get("name", "QA Customer"),
+        "email": fields["email"],
+        "appointment_date": f"{date} {time}:00",
+        "employee_id": employee_id,
+        "status": "confirmed",
+        "strong_id": strong_id,
+        "notes": "created by the QA page (QA_MODE)",
+    }
+    if "serviceId" in fields:
+        row["service_id"] = fields["serviceId"]
+    await node.store.insert_appointment(row)
+    await apply_booking_event(node, "appointment.created", strong_id)
+    return web.json_response(
+        {"ok": True, "action": "create", "appointment": await node.store.appointment(strong_id)},
+        status=201,
+    )
+
+
+async def _move(request: web.Request, fields: dict[str, Any]) -> web.Response:
+    node = request.app[NODE]
+    appointment = await _qa_appointment(node.store, fields["id"])
+    if appointment.get("status") == "cancelled":
+        raise QARefused(409, "cancelled", "A cancelled appointment cannot be moved", "id")
+    employee_id = int(fields.get("newEmployeeId", appointment["employee_id"]))
+    date, time = fields["newDate"], fields["newTime"]
+    if await _slot_is_booked(node.store, date, time, employee_id):
+        raise QARefused(409, SLOT_BOOKED, f"{date} {time} of employee {employee_id} is booked")
+    previous = {
+        "appointment_date": appointment["appointment_date"],
+        "employee_id": appointment["employee_id"],
+    }
+    changed = await node.store.update_appointment(
+        int(appointment["id"]),
+        {
+            "appointment_date": f"{date} {time}:00",
+            "employee_id": employee_id,
+            "original_date": appointment["appointment_date"],
+            "rescheduled_at": datetime.now().strftime("%Y-%m-%d %H:%M:%S"),
+        },
+    )
+    if not changed:
+        raise QARefused(404, NOT_FOUND, f"No appointment {fields['id']}", "id")
+    await apply_booking_event(node, "appointment.updated", appointment["strong_id"], previous)
+    return web.json_response(
+        {
+            "ok": True,
+            "action": "move",
+            "previous": previous,
+            "appointment": await node.store.appointment(int(appointment["id"])),
+        }
+    )
+
+
+async def _cancel(request: web.Request, fields: dict[str, Any]) -> web.Response:
+    node = request.app[NODE]
+    appointment = await _qa_appointment(node.store, fields["id"])
+    if appointment.get("status") != "cancelled":
+        changed = await node.store.update_appointment(
+            int(appointment["id"]), {"status": "cancelled"}
+        )
+        if not changed:
+            raise QARefused(404, NOT_FOUND, f"No appointment {fields['id']}", "id")
+        await apply_booking_event(node, "appointment.cancelled", appointment["strong_id"])
+    return web.json_response(
+        {
+            "ok": True,
+            "action": "cancel",
+            "appointment": await node.store.appointment(int(appointment["id"])),
+        }
+    )
+
+
+ACTIONS = {
+    "create": (CREATE_SCHEMA, _create),
+    "move": (MOVE_SCHEMA, _move),
+    "cancel": (CANCEL_SCHEMA, _cancel),
+}
+
+
+@qa_routes.get("/qa")
+async def qa_status(request: web.Request) -> web.Response:
+    """Tells the page QA mode is on (the route exists only then)."""
+    node = request.app[NODE]
+    return web.json_response({"qaMode": True, "store": node.store.kind, "prefix": QA_PREFIX})
+
+
+@qa_routes.post("/qa/identity")
+async def qa_identity(request: web.Request) -> web.Response:
+    """An identity for the page's appointment tests: a customer token for a QA address.
+
+    Body ``{"email": "qa-...@example.com"}``. Answers ``{email, token}`` (connect to
+    ``/ws/<token>``) when TOKEN_SECRET is set, else ``{email, token: null}`` when
+    ALLOW_UNSIGNED_EMAIL lets ``?email=`` identify, else 409.
+    """
+    settings = request.app[SETTINGS]
+    if not settings.qa_mode:
+        return _error(404, NOT_FOUND, "QA mode is off")
+    if request.content_type != "application/json":
+        return _error(415, p.INVALID_REQUEST, "Send application/json")
+    try:
+        body = await request.json()
+        fields = p.validate(body if isinstance(body, dict) else {}, {"email": Field(_qa_email)})
+    except ValueError:
+        return _error(400, p.INVALID_JSON, "Body is not valid JSON")
+    except ProtocolError as exc:
+        return _error(400, exc.code, exc.message, exc.field)
+    email = fields["email"]
+    if settings.token_secret:
+        token = mint_token(settings.token_secret, f"qa:{email}", email, CUSTOMER, QA_TOKEN_SECONDS)
+        return web.json_response({"email": email, "token": token})
+    if settings.allow_unsigned_email:
+        return web.json_response({"email": email, "token": None})
+    return _error(
+        409,
+        "no_identity",
+        "Set TOKEN_SECRET (or ALLOW_UNSIGNED_EMAIL=true) so the page can sign in a QA customer",
+    )
+
+
+@qa_routes.post("/qa/appointments")
+async def qa_appointments(request: web.Request) -> web.Response:
+    """Create, move or cancel a QA appointment in the database, then announce it as a hook would.
+
+    Body: ``{"action": "create", date, time, employeeId, email: "qa-...@example.com", name?}``,
+    ``{"action": "move", id, newDate, newTime, newEmployeeId?}`` or
+    ``{"action": "cancel", id}``; ``id`` is the numeric id or the ``QA-...`` strong id.
+    """
+    if not request.app[SETTINGS].qa_mode:
+        return _error(404, NOT_FOUND, "QA mode is off")
+    if request.content_type != "application/json":  # also makes a cross-site form post preflight
+        return _error(415, p.INVALID_REQUEST, "Send application/json")
+    try:
+        body = await request.json()
+    except ValueError:
+        return _error(400, p.INVALID_JSON, "Body is not valid JSON")
+    if not isinstance(body, dict):
+        return _error(400, p.INVALID_JSON, "Body must be a JSON object")
+    action = ACTIONS.get(str(body.get("action")))
+    if action is None:
+        return _error(400, p.INVALID_REQUEST, "action must be create, move or cancel", "action")
+    schema, handler = action
+    try:
+        return await handler(request, p.validate(body, schema))
+    except ProtocolError as exc:
+        return _error(400, exc.code, exc.message, exc.field)
+    except QARefused as exc:
+        return _error(exc.status, exc.code, exc.message, exc.field)
+    except StoreUnavailable as exc:
+        log.warning("QA request failed, database unavailable: %s", exc)
+        return _error(503, p.UNAVAILABLE, "The booking database is unavailable; try again")

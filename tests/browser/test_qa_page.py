@@ -1,0 +1,111 @@
+"""The QA page in headless Chromium against a real daemon process, on SQLite and on MariaDB."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from tests.browser.conftest import Daemon
+
+RUN_TIMEOUT_MS = 240_000
+
+
+async def open_page(browser: Any, daemon: Daemon) -> tuple[Any, list[str]]:
+    """The page as the daemon serves it, connected; and the list its uncaught JS errors go to."""
+    page = await browser.new_page(viewport={"width": 1280, "height": 900})
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    await page.goto(daemon.url)
+    await page.wait_for_function(
+        "() => window.qaPage && window.qaPage.state.main.mode === 'websocket'", timeout=15_000
+    )
+    return page, errors
+
+
+def failures(results: dict[str, Any]) -> str:
+    """The failed or skipped tests of ``window.testResults``, readable."""
+    bad = [t for t in results["tests"] if t["status"] != "passed"]
+    return "\n".join(
+        f"{t['name']}: {t['status']}: {t['message']}\n  expected {json.dumps(t['expected'])}"
+        f"\n  got      {json.dumps(t['got'])}"
+        for t in bad
+    )
+
+
+async def test_run_all_tests_pass(browser: Any, daemon: Daemon, tmp_path: Path) -> None:
+    page, errors = await open_page(browser, daemon)
+    await page.get_by_role("button", name="Run All Tests").click()
+    await page.wait_for_function(
+        "() => window.testResults.status === 'done'", timeout=RUN_TIMEOUT_MS
+    )
+    results = await page.evaluate("window.testResults")
+    await page.screenshot(path=str(tmp_path / "qa-page.png"), full_page=True)
+    names = [t["name"] for t in results["tests"]]
+    for required in (
+        "connection",
+        "ping",
+        "latency",
+        "auto-reconnection",
+        "resume",
+        "lock slot",
+        "unlock slot",
+        "select slot",
+        "deselect slot",
+        "multiple selections",
+        "watch appointments",
+        "appointment update",
+        "appointment cancel",
+        "unwatch appointments",
+        "slot conflict",
+        "double booking",
+        "race condition",
+        "concurrent locks",
+        "heartbeat",
+        "message flood",
+        "expiry",
+    ):
+        assert required in names
+    summary = results["summary"]
+    assert summary["passed"] == summary["total"] == len(names), failures(results)
+    assert summary["failed"] == 0 and summary["skipped"] == 0
+    assert summary["messagesSent"] > 200 and summary["messagesReceived"] > summary["messagesSent"]
+    assert summary["avgLatencyMs"] is not None and summary["avgLatencyMs"] >= 0
+    assert all(t["ms"] is not None for t in results["tests"])
+    assert await page.locator("tr.passed").count() == len(names)
+    assert await page.locator(".card.passed .v").inner_text() == str(len(names))
+    assert errors == [], errors
+
+
+async def test_page_reconnects_after_the_daemon_is_killed_and_restarted(
+    browser: Any, daemon: Daemon, tmp_path: Path
+) -> None:
+    page, errors = await open_page(browser, daemon)
+    client_id = await page.locator("#client-id").inner_text()
+    held = await page.evaluate(
+        "async () => (await window.qaPage.state.main.lock('2099-01-02', '10:00', 8388001)).type"
+    )
+    assert held == "slot_locked"
+    await daemon.kill()
+    await page.wait_for_function(
+        "() => window.qaPage.state.main.mode !== 'websocket'", timeout=10_000
+    )
+    await daemon.start()
+    await page.wait_for_function(
+        "() => window.qaPage.state.main.mode === 'websocket'", timeout=30_000
+    )
+    assert await page.locator("#client-id").inner_text() == client_id
+    assert await page.evaluate("window.qaPage.state.main.resumed") is True
+    row = page.locator("tr[data-test='auto-reconnection']")
+    await row.get_by_role("button", name="Run").click()
+    await page.wait_for_function("() => window.testResults.status === 'done'", timeout=60_000)
+    results = await page.evaluate("window.testResults")
+    test = next(t for t in results["tests"] if t["name"] == "auto-reconnection")
+    assert test["status"] == "passed", failures({"tests": [test]})
+    assert await row.get_attribute("class") == "passed"
+    unlocked = await page.evaluate(
+        "async () => (await window.qaPage.state.main.unlock('2099-01-02', '10:00', 8388001)).type"
+    )
+    assert unlocked == "slot_unlocked"  # the hold outlived the daemon and the resume kept it
+    await page.screenshot(path=str(tmp_path / "qa-page-after-restart.png"), full_page=True)
+    assert errors == [], errors
