@@ -116,3 +116,16 @@ async def test_with_the_daemon_down_the_event_waits_and_arrives_after_cron(
             assert site.outbox_rows() == []
     finally:
         await server.close()
+
+
+def test_the_browser_client_is_registered_for_the_block(
+    wordpress_factory: Callable[..., WordPressSite],
+) -> None:
+    """The booking block can list 'appointease-realtime-client' as a script dependency."""
+    site = wordpress_factory(rt_url="http://127.0.0.1:9", hook_secret=DEFAULT_HOOK_SECRET)
+    out = site.php(
+        "do_action('wp_enqueue_scripts');"
+        "$s = wp_scripts()->registered['appointease-realtime-client'] ?? null;"
+        "echo $s ? $s->src : 'missing';"
+    )
+    assert out.strip().endswith("/appointease-realtime-bridge/assets/realtime-client.js")

@@ -60,6 +60,7 @@ final class AppointEase_RT_Plugin {
 		add_action( self::CRON_HOOK, array( $this, 'cron_flush' ) );
 		add_action( 'plugins_loaded', array( $this, 'load_textdomain' ) );
 		add_action( 'init', array( $this, 'maybe_upgrade' ) );
+		add_action( 'wp_enqueue_scripts', array( __CLASS__, 'register_client_script' ), 5 );
 		( new AppointEase_RT_Rest_Hooks() )->register();
 		$tokens = new AppointEase_RT_Token( $this->config );
 		$tokens->register();
@@ -67,6 +68,20 @@ final class AppointEase_RT_Plugin {
 		if ( is_admin() ) {
 			( new AppointEase_RT_Settings_Page( $this ) )->register();
 		}
+	}
+
+	/**
+	 * Registers (does not enqueue) the browser client, so the booking block can list
+	 * 'appointease-realtime-client' as a dependency and use window.AppointEaseRealtime.
+	 */
+	public static function register_client_script(): void {
+		wp_register_script(
+			'appointease-realtime-client',
+			plugins_url( 'assets/realtime-client.js', APPOINTEASE_RT_FILE ),
+			array(),
+			APPOINTEASE_RT_VERSION,
+			true
+		);
 	}
 
 	/**
