@@ -24,7 +24,11 @@ log = logging.getLogger(__name__)
 
 
 def open_broker(settings: Settings) -> Broker:
-    """The in-process broker (a Redis broker for many nodes comes next)."""
+    """Redis when REDIS_URL is set (many nodes act as one), else in-process memory."""
+    if settings.redis_url:
+        from .redis_broker import RedisBroker
+
+        return RedisBroker(settings.redis_url)
     return MemoryBroker()
 
 
