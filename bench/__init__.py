@@ -1,0 +1,1 @@
+"""Benchmarks of the daemon (see docs/performance.md)."""
