@@ -29,6 +29,8 @@ class Selection:
 class Broker(Protocol):
     """The shared, lossy state of the cluster, and the bus every node listens to."""
 
+    shared: bool  # True when other nodes hear what this one publishes
+
     async def start(self, handler: EventHandler) -> None:
         """Begin delivering every published event (this node's own too) to ``handler``."""
 
@@ -68,6 +70,8 @@ class Broker(Protocol):
 
 class MemoryBroker:
     """The single-process broker: events go straight back to this node's handler."""
+
+    shared = False
 
     def __init__(self) -> None:
         self.handler: EventHandler | None = None

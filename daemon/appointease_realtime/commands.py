@@ -82,7 +82,7 @@ async def dispatch(node: Node, conn: Connection, raw: str) -> None:
         request_id = p.request_id(frame)
         if node is not None:  # None only in pure protocol tests
             known = frame["type"] if frame["type"] in COMMANDS else "unknown"
-            node.metrics.frames_in.labels(known).inc()
+            node.metrics.received(known)
         if verdict == LIMITED:
             raise ProtocolError(p.RATE_LIMITED, "Too many messages; slow down")
         cmd = COMMANDS.get(frame["type"])

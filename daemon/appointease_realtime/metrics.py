@@ -51,6 +51,8 @@ class Metrics:
             buckets=SIZES,
             registry=r,
         )
+        self._in: dict[str, Counter] = {}  # labelled children, looked up once per type
+        self._out: dict[str, Counter] = {}
         self.last_reconcile = 0.0
         self.reconcile_lag.set_function(
             lambda: time.time() - self.last_reconcile if self.last_reconcile else 0.0
@@ -63,7 +65,17 @@ class Metrics:
             registry=r,
         )
 
+    def received(self, type_: str) -> None:
+        """Count one client frame of ``type_`` (a known message type, or "unknown")."""
+        child = self._in.get(type_)
+        if child is None:
+            child = self._in[type_] = self.frames_in.labels(type_)
+        child.inc()
+
     def sent(self, type_: str, count: int = 1) -> None:
         """Count ``count`` frames of ``type_`` handed to clients."""
         if count:
-            self.frames_out.labels(type_).inc(count)
+            child = self._out.get(type_)
+            if child is None:
+                child = self._out[type_] = self.frames_out.labels(type_)
+            child.inc(count)

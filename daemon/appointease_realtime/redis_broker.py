@@ -116,6 +116,8 @@ def _ms(seconds: float) -> int:
 class RedisBroker:
     """Many nodes act as one through Redis; alone on a private memory broker while it is away."""
 
+    shared = True
+
     def __init__(
         self,
         url: str,

@@ -66,6 +66,8 @@ class Rooms:
         """Schedule one announcement of ``room``'s availability (bursts coalesce)."""
         if room in self.pending or self.stopped:
             return
+        if not self.broker.shared and room not in self.hub.rooms:
+            return  # one process and nobody here watches: no one to tell
         self.pending.add(room)
         task = asyncio.get_running_loop().create_task(self._announce(room))
         self.tasks.add(task)

@@ -62,7 +62,11 @@ async def origin_guard(request: web.Request, handler: Handler) -> web.StreamResp
 @routes.get("/ws/{token}")
 async def websocket(request: web.Request) -> web.StreamResponse:
     """The booking block's socket; a plain GET gets a short description instead."""
-    ws = web.WebSocketResponse(heartbeat=HEARTBEAT_SECONDS, max_msg_size=MAX_FRAME_BYTES)
+    # No permessage-deflate: frames are small JSON, and compressing each fan-out frame once
+    # per watcher would cost far more CPU than the bytes it saves.
+    ws = web.WebSocketResponse(
+        heartbeat=HEARTBEAT_SECONDS, max_msg_size=MAX_FRAME_BYTES, compress=False
+    )
     if not ws.can_prepare(request).ok:
         return web.json_response(
             {"service": "appointease-realtime", "websocket": "/ or /ws/<token>", "debug": "/debug"}
