@@ -223,3 +223,21 @@ async def test_redis_lost_mid_run_each_node_serves_alone_then_catches_up(
     assert (await (await b.get("/readyz")).json())["status"] == "ready"
     await holder.request("unlock_slot", "slot_unlocked", date=DAY, time="10:00", employeeId=3)
     await far.expect("availability_update", locked=[])  # and the cluster is one again
+
+
+async def test_a_client_that_resumes_on_another_node_keeps_its_hold(
+    node: StartNode, sql: SQL
+) -> None:
+    a, b = await node(lock_release_grace_seconds=1.0), await node(lock_release_grace_seconds=1.0)
+    holder = await open_socket(a)
+    await holder.request("lock_slot", "slot_locked", date=DAY, time="10:00", employeeId=3)
+    await holder.close()  # node A starts its 1 s grace timer
+    ws = await b.ws_connect(f"/?resume={holder.hello['resumeToken']}")
+    back = Socket(ws, json.loads((await ws.receive(timeout=5)).data))
+    assert back.client_id == holder.client_id and back.hello["resumed"] is True
+    await asyncio.sleep(1.5)  # past A's grace period: A must have cancelled its release
+    assert await sql("SELECT client_id FROM wp_appointease_slot_locks") == [(holder.client_id,)]
+    unlocked = await back.request(
+        "unlock_slot", ("slot_unlocked", "unlock_failed"), date=DAY, time="10:00", employeeId=3
+    )
+    assert unlocked["type"] == "slot_unlocked"

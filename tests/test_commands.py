@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import re
 from collections.abc import Callable
 from typing import Any
+
+import aiohttp
 
 from appointease_realtime.store import Store
 
@@ -193,3 +196,25 @@ async def test_errors_keep_the_socket_open(connect: Connect) -> None:
     await sock.ws.send_bytes(b"\x00\x01")
     assert (await sock.expect("error"))["code"] == "invalid_json"
     assert (await sock.request("ping", "pong"))["type"] == "pong"
+
+
+async def test_a_dead_peer_is_dropped_by_the_heartbeat(client: Any, monkeypatch: Any) -> None:
+    """A client that stops answering pings is dropped (30 s in production, 0.4 s here)."""
+    from appointease_realtime import views
+
+    monkeypatch.setattr(views, "HEARTBEAT_SECONDS", 0.4)
+    mute = await client.ws_connect("/", autoping=False)  # never answers the server's pings
+    assert (await mute.receive_json())["type"] == "connection"
+    msg = await mute.receive(timeout=5)
+    while msg.type == aiohttp.WSMsgType.PING:
+        msg = await mute.receive(timeout=5)
+    assert msg.type in (
+        aiohttp.WSMsgType.CLOSE,
+        aiohttp.WSMsgType.CLOSED,
+        aiohttp.WSMsgType.CLOSING,
+    )
+    for _ in range(20):
+        if (await (await client.get("/debug")).json())["connectedClients"] == 0:
+            break
+        await asyncio.sleep(0.1)
+    assert (await (await client.get("/debug")).json())["connectedClients"] == 0
