@@ -252,3 +252,33 @@ def connect(client: TestClient[Any, Any]) -> Callable[..., Any]:
         return Socket(ws, hello)
 
     return open_socket
+
+
+async def assert_one_winner_per_round(
+    sockets: list[Socket], sql: Callable[..., Awaitable[list[tuple[Any, ...]]]], rounds: int
+) -> None:
+    """All ``sockets`` lock one slot at the same instant, ``rounds`` times: exactly one wins
+    each round, every other is refused ``slot_locked``, and the row names the winner."""
+    day = "2030-05-06"
+    for round_ in range(rounds):
+        slot = {
+            "date": day,
+            "time": f"{8 + round_ // 2:02d}:{30 * (round_ % 2):02d}",
+            "employeeId": 7,
+        }
+        await asyncio.gather(*(s.send("lock_slot", **slot) for s in sockets))
+        replies = await asyncio.gather(
+            *(s.expect("slot_locked", "lock_failed", "error", timeout=20) for s in sockets)
+        )
+        winners = [s for s, r in zip(sockets, replies, strict=True) if r["type"] == "slot_locked"]
+        losers = [r for r in replies if r["type"] == "lock_failed"]
+        assert len(winners) == 1, f"round {round_}: {[r['type'] for r in replies]}"
+        assert len(losers) == len(sockets) - 1
+        assert {r["reason"] for r in losers} == {"slot_locked"}
+        rows = await sql(
+            "SELECT client_id FROM wp_appointease_slot_locks WHERE date = %s AND time = %s",
+            day,
+            f"{slot['time']}:00",
+        )
+        assert rows == [(winners[0].client_id,)]
+        await winners[0].request("unlock_slot", "slot_unlocked", **slot)

@@ -67,7 +67,13 @@ class Daemon:
                 if self.proc.returncode is not None:
                     break
                 await asyncio.sleep(0.1)
-        raise AssertionError(f"daemon did not start: {self.log.read_text()[-2000:]}")
+        raise AssertionError(f"daemon did not start; its log:\n{self.log_tail()}")
+
+    def log_tail(self, lines: int = 40) -> str:
+        """The end of the daemon's output."""
+        if not self.log.exists():
+            return "(no log)"
+        return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
 
     def alive(self) -> bool:
         """True while the process runs."""

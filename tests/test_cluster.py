@@ -23,7 +23,7 @@ from appointease_realtime.hooks import signed_request
 from appointease_realtime.keys import NODE
 from appointease_realtime.redis_broker import RedisBroker
 from appointease_realtime.store import Store
-from tests.conftest import Socket, need, token_for
+from tests.conftest import Socket, assert_one_winner_per_round, need, token_for
 from tests.test_redis_broker import ThrowawayRedis, drop_namespace, free_port, wait_for
 
 pytestmark = pytest.mark.redis
@@ -165,25 +165,7 @@ async def test_a_hook_on_one_node_reaches_watchers_on_another_once(
 async def test_a_race_across_two_nodes_has_one_winner(node: StartNode, sql: SQL) -> None:
     a, b = await node(), await node()
     sockets = [await open_socket(a) for _ in range(10)] + [await open_socket(b) for _ in range(10)]
-    for round_ in range(20):
-        slot = {
-            "date": DAY,
-            "time": f"{8 + round_ // 2:02d}:{30 * (round_ % 2):02d}",
-            "employeeId": 7,
-        }
-        await asyncio.gather(*(s.send("lock_slot", **slot) for s in sockets))
-        replies = await asyncio.gather(*(s.expect(*REPLIES, "error", timeout=20) for s in sockets))
-        winners = [s for s, r in zip(sockets, replies, strict=True) if r["type"] == "slot_locked"]
-        losers = [r for r in replies if r["type"] == "lock_failed"]
-        assert len(winners) == 1, f"round {round_}: {[r['type'] for r in replies]}"
-        assert len(losers) == 19 and {r["reason"] for r in losers} == {"slot_locked"}
-        rows = await sql(
-            "SELECT client_id FROM wp_appointease_slot_locks WHERE date = %s AND time = %s",
-            DAY,
-            f"{slot['time']}:00",
-        )
-        assert rows == [(winners[0].client_id,)]
-        await winners[0].request("unlock_slot", "slot_unlocked", **slot)
+    await assert_one_winner_per_round(sockets, sql, rounds=20)
 
 
 async def test_without_redis_a_node_serves_its_own_clients_and_says_degraded(

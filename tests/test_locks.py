@@ -7,6 +7,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from appointease_realtime.store import Store
+from tests.conftest import assert_one_winner_per_round
 
 Connect = Callable[..., Any]
 SQL = Callable[..., Awaitable[list[tuple[Any, ...]]]]
@@ -18,25 +19,7 @@ async def test_fifty_sockets_race_for_one_slot_and_exactly_one_wins(
     connect: Connect, sql: SQL
 ) -> None:
     sockets = [await connect() for _ in range(50)]
-    for round_ in range(20):
-        slot = {
-            "date": DAY,
-            "time": f"{8 + round_ // 2:02d}:{30 * (round_ % 2):02d}",
-            "employeeId": 7,
-        }
-        await asyncio.gather(*(s.send("lock_slot", **slot) for s in sockets))
-        replies = await asyncio.gather(*(s.expect(*REPLIES, "error", timeout=20) for s in sockets))
-        winners = [s for s, r in zip(sockets, replies, strict=True) if r["type"] == "slot_locked"]
-        losers = [r for r in replies if r["type"] == "lock_failed"]
-        assert len(winners) == 1, f"round {round_}: {[r['type'] for r in replies]}"
-        assert len(losers) == 49 and {r["reason"] for r in losers} == {"slot_locked"}
-        rows = await sql(
-            "SELECT client_id FROM wp_appointease_slot_locks WHERE date = %s AND time = %s",
-            DAY,
-            f"{slot['time']}:00",
-        )
-        assert rows == [(winners[0].client_id,)]
-        await winners[0].request("unlock_slot", "slot_unlocked", **slot)
+    await assert_one_winner_per_round(sockets, sql, rounds=20)
 
 
 async def test_only_the_holder_unlocks(connect: Connect) -> None:

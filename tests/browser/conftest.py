@@ -11,22 +11,17 @@ Without Playwright, Chromium or MariaDB the tests skip locally and fail with ``C
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import os
-import shlex
-import signal
-import socket
 import subprocess
 import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
-import aiohttp
 import pytest
 
 from tests.conftest import MYSQL, need
+from tests.processes import Daemon
 
 CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
 CHROMIUM_ARGS = [
@@ -39,10 +34,6 @@ CHROMIUM_ARGS = [
     "--disable-component-update",
     "--disable-sync",
 ]
-# The daemon under test: the venv's console script, or APPOINTEASE_DAEMON (a command line).
-DAEMON = shlex.split(os.environ.get("APPOINTEASE_DAEMON", "")) or [
-    str(Path(sys.executable).with_name("appointease-realtime"))
-]
 RESUME_SECRET = "browser-test-resume-secret"
 TOKEN_SECRET = "browser-test-token-secret-of-32-characters-at-least"
 
@@ -50,80 +41,6 @@ TOKEN_SECRET = "browser-test-token-secret-of-32-characters-at-least"
 def chromium_installed() -> bool:
     """True when the Chromium binary is there."""
     return Path(CHROMIUM).is_file()
-
-
-def free_port() -> int:
-    """A TCP port nobody listens on right now."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-class Daemon:
-    """One daemon process; ``kill`` and ``start`` again keep its port, database and secrets."""
-
-    def __init__(self, env: dict[str, str], workdir: Path) -> None:
-        self.port = free_port()
-        self.env = env
-        self.workdir = workdir
-        self.log_path = workdir / "daemon.log"
-        self.process: asyncio.subprocess.Process | None = None
-
-    @property
-    def url(self) -> str:
-        """The page as the daemon serves it."""
-        return f"http://127.0.0.1:{self.port}/test-websocket.html"
-
-    async def start(self, timeout: float = 20.0) -> None:
-        """Start the process and wait until /readyz answers 200."""
-        with self.log_path.open("ab") as log:
-            self.process = await asyncio.create_subprocess_exec(
-                *DAEMON,
-                "--env-file",
-                os.devnull,
-                "serve",
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(self.port),
-                env=self.env,
-                cwd=self.workdir,
-                stdout=log,
-                stderr=asyncio.subprocess.STDOUT,
-            )
-        deadline = asyncio.get_running_loop().time() + timeout
-        async with aiohttp.ClientSession() as http:
-            while asyncio.get_running_loop().time() < deadline:
-                if self.process.returncode is not None:
-                    break
-                with contextlib.suppress(aiohttp.ClientError, OSError):
-                    async with http.get(f"http://127.0.0.1:{self.port}/readyz") as response:
-                        if response.status == 200:
-                            return
-                await asyncio.sleep(0.1)
-        raise AssertionError(f"the daemon did not become ready; its log:\n{self.log_tail()}")
-
-    async def kill(self) -> None:
-        """SIGKILL: no goodbye to the clients, nothing cleaned up."""
-        if self.process is not None and self.process.returncode is None:
-            self.process.kill()
-            await self.process.wait()
-
-    async def stop(self) -> None:
-        """SIGTERM, then SIGKILL if it does not go within 10 s."""
-        if self.process is None or self.process.returncode is not None:
-            return
-        self.process.send_signal(signal.SIGTERM)
-        try:
-            await asyncio.wait_for(self.process.wait(), 10)
-        except TimeoutError:
-            await self.kill()
-
-    def log_tail(self, lines: int = 40) -> str:
-        """The end of the daemon's output."""
-        if not self.log_path.exists():
-            return "(no log)"
-        return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
 
 
 def _base_env(tmp_path: Path) -> dict[str, str]:
@@ -146,7 +63,7 @@ def _base_env(tmp_path: Path) -> dict[str, str]:
 
 def _run_cli(env: dict[str, str], *args: str) -> None:
     result = subprocess.run(
-        [*DAEMON, "--env-file", os.devnull, *args],
+        [sys.executable, "-m", "appointease_realtime", "--env-file", os.devnull, *args],
         env=env,
         capture_output=True,
         text=True,
@@ -178,7 +95,7 @@ def daemon_env(backend: str, request: pytest.FixtureRequest, tmp_path: Path) -> 
 @pytest.fixture
 async def daemon(daemon_env: dict[str, str], tmp_path: Path) -> AsyncIterator[Daemon]:
     """A running QA-mode daemon (``appointease-realtime serve`` as a real process)."""
-    started = Daemon(daemon_env, tmp_path)
+    started = Daemon(tmp_path, **daemon_env)
     try:
         await started.start()
         yield started

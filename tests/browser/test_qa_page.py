@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from tests.browser.conftest import Daemon
+from tests.processes import Daemon
 
 RUN_TIMEOUT_MS = 240_000
 
@@ -16,7 +16,7 @@ async def open_page(browser: Any, daemon: Daemon) -> tuple[Any, list[str]]:
     page = await browser.new_page(viewport={"width": 1280, "height": 900})
     errors: list[str] = []
     page.on("pageerror", lambda exc: errors.append(str(exc)))
-    await page.goto(daemon.url)
+    await page.goto(f"{daemon.url}/test-websocket.html")
     await page.wait_for_function(
         "() => window.qaPage && window.qaPage.state.main.mode === 'websocket'", timeout=15_000
     )
@@ -86,7 +86,7 @@ async def test_page_reconnects_after_the_daemon_is_killed_and_restarted(
         "async () => (await window.qaPage.state.main.lock('2099-01-02', '10:00', 8388001)).type"
     )
     assert held == "slot_locked"
-    await daemon.kill()
+    await daemon.kill9()
     await page.wait_for_function(
         "() => window.qaPage.state.main.mode !== 'websocket'", timeout=10_000
     )
