@@ -382,7 +382,17 @@ class WordPressSite:
         env = dict(os.environ, PHP_CLI_SERVER_WORKERS="4")
         log = self.server_log_path.open("ab")
         self._server = subprocess.Popen(
-            ["php", "-S", f"127.0.0.1:{self.port}", "-t", str(self.docroot)],
+            # opcache would serve a wp-config.php that configure() rewrote moments ago from
+            # its cache (it checks mtimes in whole seconds, every 2 s): a stale daemon URL.
+            [
+                "php",
+                "-d",
+                "opcache.enable=0",
+                "-S",
+                f"127.0.0.1:{self.port}",
+                "-t",
+                str(self.docroot),
+            ],
             cwd=self.docroot,
             stdout=log,
             stderr=subprocess.STDOUT,
