@@ -28,7 +28,6 @@ _TIME_RE = re.compile(r"^(\d{2}):(\d{2})(?::(\d{2}))?$")
 _EMAIL_RE = re.compile(r"^[^@\s\x00-\x1f]{1,64}@[^@\s\x00-\x1f]{1,255}$")
 
 Frame = dict[str, Any]
-Send = Callable[[Frame], None]
 
 
 class ProtocolError(Exception):
