@@ -18,11 +18,14 @@ import aiohttp
 import pymysql
 import pytest
 from aiohttp.test_utils import TestClient
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
 
 from appointease_realtime.app import create_app
 from appointease_realtime.auth import mint_token
 from appointease_realtime.config import Settings
 from appointease_realtime.store import Store, open_store
+from tests.redis_support import REDIS_URL, ThrowawayRedis, drop_namespace
 
 TOKEN_SECRET = "test-token-secret-of-at-least-32-characters"
 MYSQL = {"host": os.environ.get("TEST_MYSQL_HOST", "127.0.0.1"), "port": 3306, "user": "root"}
@@ -282,3 +285,40 @@ async def assert_one_winner_per_round(
         )
         assert rows == [(winners[0].client_id,)]
         await winners[0].request("unlock_slot", "slot_unlocked", **slot)
+
+
+@pytest.fixture
+async def redis_url() -> str:
+    """The shared Redis, or a skip (a failure in CI) when it does not answer."""
+    redis = Redis.from_url(REDIS_URL, socket_connect_timeout=2)
+    try:
+        await redis.ping()
+    except RedisError as exc:
+        need("Redis at 127.0.0.1:6379", str(exc))
+    finally:
+        await redis.aclose()
+    return REDIS_URL
+
+
+@pytest.fixture
+async def namespace(redis_url: str) -> AsyncIterator[str]:
+    """A namespace of this test alone; its keys are deleted afterwards."""
+    name = f"aert-test-{secrets.token_hex(6)}"
+    try:
+        yield name
+    finally:
+        await drop_namespace(redis_url, name)
+
+
+@pytest.fixture
+async def throwaway() -> AsyncIterator[ThrowawayRedis]:
+    """A private redis-server, killed afterwards."""
+    server = ThrowawayRedis()
+    try:
+        await server.start()
+    except FileNotFoundError as exc:
+        need("redis-server", str(exc))
+    try:
+        yield server
+    finally:
+        await server.stop()

@@ -8,14 +8,11 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
-import secrets
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import pytest
 from aiohttp.test_utils import TestClient
-from redis.asyncio import Redis
-from redis.exceptions import RedisError
 
 from appointease_realtime import app as app_module
 from appointease_realtime.config import Settings
@@ -23,12 +20,12 @@ from appointease_realtime.hooks import signed_request
 from appointease_realtime.keys import NODE
 from appointease_realtime.redis_broker import RedisBroker
 from appointease_realtime.store import Store
-from tests.conftest import Socket, assert_one_winner_per_round, need, token_for
-from tests.test_redis_broker import ThrowawayRedis, drop_namespace, free_port, wait_for
+from tests.conftest import Socket, assert_one_winner_per_round, token_for
+from tests.processes import free_port
+from tests.redis_support import ThrowawayRedis, wait_for
 
 pytestmark = pytest.mark.redis
 
-REDIS_URL = "redis://127.0.0.1:6379/0"
 SECRET = "whsec_" + base64.b64encode(b"appointease-test-secret-32-bytes").decode()
 DAY = "2030-05-06"
 REPLIES = ("slot_locked", "lock_failed")
@@ -39,17 +36,9 @@ SQL = Callable[..., Awaitable[list[tuple[Any, ...]]]]
 
 @pytest.fixture
 async def node(
-    make_client: Callable[..., Any], monkeypatch: pytest.MonkeyPatch
-) -> AsyncIterator[StartNode]:
+    make_client: Callable[..., Any], monkeypatch: pytest.MonkeyPatch, redis_url: str, namespace: str
+) -> StartNode:
     """Start a daemon on the shared Redis, in a namespace of this test alone."""
-    redis = Redis.from_url(REDIS_URL, socket_connect_timeout=2)
-    try:
-        await redis.ping()
-    except RedisError as exc:
-        need("Redis at 127.0.0.1:6379", str(exc))
-    finally:
-        await redis.aclose()
-    namespace = f"aert-test-{secrets.token_hex(6)}"
 
     def open_broker(settings: Settings) -> RedisBroker:
         assert settings.redis_url is not None
@@ -58,24 +47,10 @@ async def node(
     monkeypatch.setattr(app_module, "open_broker", open_broker)
 
     async def start(**overrides: Any) -> Client:
-        client: Client = await make_client(**{"redis_url": REDIS_URL, **overrides})
+        client: Client = await make_client(**{"redis_url": redis_url, **overrides})
         return client
 
-    try:
-        yield start
-    finally:
-        await drop_namespace(REDIS_URL, namespace)
-
-
-@pytest.fixture
-async def throwaway() -> AsyncIterator[ThrowawayRedis]:
-    """A private redis-server this test may kill and start again."""
-    server = ThrowawayRedis()
-    await server.start()
-    try:
-        yield server
-    finally:
-        await server.stop()
+    return start
 
 
 async def open_socket(client: Client, email: str | None = None) -> Socket:

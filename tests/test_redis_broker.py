@@ -3,78 +3,25 @@
 from __future__ import annotations
 
 import asyncio
-import secrets
-import socket
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import pytest
 from redis.asyncio import Redis
-from redis.exceptions import RedisError
 
 from appointease_realtime.broker import Event
 from appointease_realtime.protocol import Room, Slot
 from appointease_realtime.redis_broker import RedisBroker
-from tests.conftest import need
+from tests.processes import free_port
+from tests.redis_support import ThrowawayRedis, wait_for
 
 pytestmark = pytest.mark.redis
 
-REDIS_URL = "redis://127.0.0.1:6379/0"
 DAY = "2030-05-06"
 ROOM = Room(DAY, 3)
 TEN, ELEVEN = Slot(DAY, "10:00", 3), Slot(DAY, "11:00", 3)
 MakeBroker = Callable[..., Awaitable[tuple[RedisBroker, list[Event]]]]
-
-
-async def wait_for(check: Callable[[], bool], timeout: float = 5.0) -> None:
-    """Poll ``check`` until it holds, or fail after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while not check():
-        assert time.monotonic() < deadline, "condition not met in time"
-        await asyncio.sleep(0.02)
-
-
-def free_port() -> int:
-    """A local TCP port nobody listens on (just now)."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-async def drop_namespace(url: str, namespace: str) -> None:
-    """Delete every key of ``namespace``."""
-    redis = Redis.from_url(url)
-    try:
-        keys = [key async for key in redis.scan_iter(match=f"{namespace}:*")]
-        if keys:
-            await redis.delete(*keys)
-    finally:
-        await redis.aclose()
-
-
-@pytest.fixture
-async def redis_url() -> str:
-    """The shared Redis, or a skip (a failure in CI) when it does not answer."""
-    redis = Redis.from_url(REDIS_URL, socket_connect_timeout=2)
-    try:
-        await redis.ping()
-    except RedisError as exc:
-        need("Redis at 127.0.0.1:6379", str(exc))
-    finally:
-        await redis.aclose()
-    return REDIS_URL
-
-
-@pytest.fixture
-async def namespace(redis_url: str) -> AsyncIterator[str]:
-    """A namespace of this test alone; its keys are deleted afterwards."""
-    name = f"aert-test-{secrets.token_hex(6)}"
-    try:
-        yield name
-    finally:
-        await drop_namespace(redis_url, name)
 
 
 @pytest.fixture
@@ -92,60 +39,6 @@ async def make_broker(redis_url: str, namespace: str) -> AsyncIterator[MakeBroke
     yield start
     for broker in started:
         await broker.close()
-
-
-class ThrowawayRedis:
-    """A private redis-server on its own port that a test may kill and start again."""
-
-    def __init__(self) -> None:
-        self.port = free_port()
-        self.url = f"redis://127.0.0.1:{self.port}/0"
-        self.process: asyncio.subprocess.Process | None = None
-
-    async def start(self) -> None:
-        self.process = await asyncio.create_subprocess_exec(
-            "redis-server",
-            "--port",
-            str(self.port),
-            "--bind",
-            "127.0.0.1",
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-            stdout=asyncio.subprocess.DEVNULL,
-        )
-        deadline = time.monotonic() + 5
-        while True:
-            redis = Redis.from_url(self.url, socket_connect_timeout=0.5)
-            try:
-                await redis.ping()
-                return
-            except RedisError:
-                assert time.monotonic() < deadline, "redis-server did not start"
-                await asyncio.sleep(0.05)
-            finally:
-                await redis.aclose()
-
-    async def stop(self) -> None:
-        if self.process is not None and self.process.returncode is None:
-            self.process.kill()
-            await self.process.wait()
-        self.process = None
-
-
-@pytest.fixture
-async def throwaway() -> AsyncIterator[ThrowawayRedis]:
-    """A private redis-server, killed afterwards."""
-    server = ThrowawayRedis()
-    try:
-        await server.start()
-    except FileNotFoundError as exc:
-        need("redis-server", str(exc))
-    try:
-        yield server
-    finally:
-        await server.stop()
 
 
 async def test_select_deselect_across_two_nodes(make_broker: MakeBroker) -> None:
