@@ -1,20 +1,24 @@
-"""Settings: read once from the environment over an optional .env file, cast and validated.
+"""Settings: one table (key, cast, default, doc) from which :class:`Settings` is built.
 
-A bad value raises :class:`ConfigError` whose message names the key and the reason,
-so start-up stops with one readable line.
+Each setting is declared once, as a field of :class:`Settings` made with :func:`setting`;
+its key is the field name in capitals. Values are read once from the environment over an
+optional .env file, cast and validated; a bad value raises :class:`ConfigError` whose message
+names the key and the reason, so start-up stops with one readable line. ``genconfig`` and
+``check`` (``__main__``) and the docs tests read the same table through :func:`table`.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
+import difflib
 import ipaddress
 import os
 import re
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 from dotenv import dotenv_values
@@ -27,54 +31,6 @@ T = TypeVar("T")
 
 class ConfigError(ValueError):
     """A configuration value is missing or invalid; the message names the key."""
-
-
-@dataclass(frozen=True)
-class Settings:
-    """Every setting of the daemon, typed. Build with :func:`load_settings` or directly in tests."""
-
-    host: str = "0.0.0.0"  # noqa: S104 - a network daemon binds all interfaces by default
-    port: int = 8080
-    db_host: str | None = None
-    db_port: int = 3306
-    db_user: str = "root"
-    db_password: str = field(default="", repr=False)
-    db_name: str = "wordpress"
-    db_socket: str | None = None
-    db_pool_size: int = 10
-    table_prefix: str = "wp_"
-    sqlite_path: str = "appointease-realtime.sqlite3"
-    lock_ttl_seconds: int = 600
-    hold_limit: int = 2
-    lock_release_grace_seconds: float = 30.0
-    lock_sweep_interval_seconds: float = 2.0
-    selection_ttl_seconds: float = 120.0
-    max_selections_per_client: int = 10
-    resume_secret: str = field(default="", repr=False)
-    hook_secret: str = field(default="", repr=False)
-    reconcile_interval_seconds: float = 2.0
-    redis_url: str | None = field(default=None, repr=False)
-    token_secret: str = field(default="", repr=False)
-    allow_unsigned_email: bool = False
-    debug_token: str = field(default="", repr=False)
-    site_url: str | None = None
-    allowed_origins: tuple[str, ...] = ()
-    rate_limit_per_second: float = 20.0
-    rate_limit_burst: int = 40
-    max_connections_per_ip: int = 50
-    trusted_proxies: tuple[str, ...] = ()
-    tls_cert_file: str | None = None
-    tls_key_file: str | None = None
-    qa_mode: bool = False
-    qa_force: bool = False
-    shutdown_timeout_seconds: float = 10.0
-    log_level: str = "INFO"
-    log_format: str = "text"
-
-    @property
-    def uses_mysql(self) -> bool:
-        """True when a MySQL/MariaDB server is configured; otherwise the embedded SQLite file."""
-        return bool(self.db_host or self.db_socket)
 
 
 def _int(low: int, high: int) -> Callable[[str], int]:
@@ -180,97 +136,290 @@ def _text(raw: str) -> str:
     return raw
 
 
+def _token_secret(raw: str) -> str:
+    if len(raw) < 32:
+        raise ValueError("must be at least 32 characters (HS256 key)")
+    return raw
+
+
 def _optional(raw: str) -> str | None:
     return raw or None
 
 
-class _Reader:
-    """Looks keys up in the merged environment and casts them, naming the key on failure."""
+@dataclass(frozen=True)
+class Entry:
+    """One row of the settings table."""
 
-    def __init__(self, values: Mapping[str, str]) -> None:
-        self.values = values
+    key: str
+    name: str
+    cast: Callable[[str], Any]
+    default: Any
+    doc: str
+    shown: str  # the default as the docs show it
+    secret: bool
 
-    def get(self, key: str, cast: Callable[[str], T], default: T) -> T:
-        raw = self.values.get(key)
-        if raw is None or raw == "":
-            return default
-        try:
-            return cast(raw)
-        except ValueError as exc:
-            raise ConfigError(f"{key}: {exc}") from None
+
+def setting(
+    default: T,
+    cast: Callable[[str], T],
+    doc: str,
+    *,
+    shown: str | None = None,
+    secret: bool = False,
+) -> T:
+    """Declare one setting: its default, how its text is cast and checked, and one line of doc."""
+    meta = {"cast": cast, "doc": doc, "shown": shown, "secret": secret}
+    result: T = field(default=default, repr=not secret, metadata=meta)
+    return result
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Every setting of the daemon, typed. Build with :func:`load_settings` or directly in tests."""
+
+    host: str = setting("0.0.0.0", _text, "address to listen on")  # noqa: S104 - a daemon
+    port: int = setting(8080, _int(0, 65535), "port for WebSocket and HTTP")
+    db_host: str | None = setting(
+        None,
+        _optional,
+        "MySQL/MariaDB host; unset (and no `DB_SOCKET`) means the embedded SQLite file",
+        shown="(unset)",
+    )
+    db_port: int = setting(3306, _int(1, 65535), "MySQL port")
+    db_user: str = setting("root", _text, "MySQL user")
+    db_password: str = setting("", _text, "MySQL password", shown="(empty)", secret=True)
+    db_name: str = setting("wordpress", _text, "the WordPress database")
+    db_socket: str | None = setting(
+        None, _optional, "MySQL unix socket, instead of host and port", shown="(unset)"
+    )
+    db_pool_size: int = setting(10, _int(1, 500), "most MySQL connections the daemon opens")
+    db_timeout_seconds: float = setting(
+        5.0,
+        _float(0.1, 600),
+        "longest wait for any database call; past it the call fails as `unavailable`",
+    )
+    table_prefix: str = setting(
+        "wp_", _prefix, "`$table_prefix` of the site; must match `[A-Za-z0-9_]+`"
+    )
+    sqlite_path: str = setting("appointease-realtime.sqlite3", _text, "the embedded database file")
+    lock_ttl_seconds: int = setting(
+        600, _int(1, 86400), "how long a hold lasts; the holder locking again refreshes it"
+    )
+    hold_limit: int = setting(2, _int(1, 100), "live holds one client may have at once")
+    lock_release_grace_seconds: float = setting(
+        30.0,
+        _float(0, 3600),
+        "holds of a disconnected client survive this long; resuming within it keeps them",
+    )
+    lock_sweep_interval_seconds: float = setting(
+        2.0,
+        _float(0.1, 3600),
+        "how often expired lock rows (also PHP's) are deleted and announced",
+    )
+    selection_ttl_seconds: float = setting(
+        120.0, _float(1, 86400), "a soft selection not renewed within this is dropped"
+    )
+    max_selections_per_client: int = setting(
+        10, _int(1, 1000), "soft selections one client may have"
+    )
+    resume_secret: str = setting(
+        "",
+        _text,
+        "signs resume tokens; set it so clients can resume across a restart and across nodes",
+        shown="(random per start)",
+        secret=True,
+    )
+    hook_secret: str = setting(
+        "",
+        _hook_secret,
+        "Standard Webhooks secret `whsec_...` shared with the bridge;"
+        " unset: `/hooks/booking` answers 503",
+        shown="(unset)",
+        secret=True,
+    )
+    reconcile_interval_seconds: float = setting(
+        2.0,
+        _float(0.1, 3600),
+        "how often the watched days are re-read to catch changes no hook announced",
+    )
+    redis_url: str | None = setting(
+        None,
+        _redis_url,
+        "`redis://...`: room events, selections and hook ids shared by every daemon;"
+        " unset: one process",
+        shown="(unset)",
+        secret=True,
+    )
+    token_secret: str = setting(
+        "",
+        _token_secret,
+        "HS256 key (32+ characters) of connection tokens, the bridge's"
+        " `APPOINTEASE_RT_TOKEN_SECRET`",
+        shown="(unset)",
+        secret=True,
+    )
+    allow_unsigned_email: bool = setting(
+        False,
+        _bool,
+        "believe a bare `?email=` (unsafe: anyone can read anyone's appointments);"
+        " logged at start-up",
+    )
+    debug_token: str = setting(
+        "",
+        _text,
+        "`/debug` (and `/metrics`) need `Authorization: Bearer <DEBUG_TOKEN>`;"
+        " unset: loopback only, e-mails masked",
+        shown="(unset)",
+        secret=True,
+    )
+    metrics_token: str = setting(
+        "",
+        _text,
+        "`/metrics` also answers `Authorization: Bearer <METRICS_TOKEN>` (for a scraper that"
+        " should not read `/debug`); otherwise loopback or DEBUG_TOKEN only",
+        shown="(unset)",
+        secret=True,
+    )
+    site_url: str | None = setting(
+        None,
+        _origin,
+        "the WordPress site's origin, e.g. `https://shop.example.com`;"
+        " browsers may connect from it",
+        shown="(unset)",
+    )
+    allowed_origins: tuple[str, ...] = setting(
+        (),
+        _origins,
+        "more origins, comma-separated; localhost is always allowed, others get 403",
+        shown="(none)",
+    )
+    rate_limit_per_second: float = setting(
+        20.0,
+        _float(0.1, 10000),
+        "messages a second one socket may send; more are answered `rate_limited`",
+    )
+    rate_limit_burst: int = setting(
+        40,
+        _int(1, 100000),
+        "messages a socket may send at once; a socket that keeps flooding is closed (1008)",
+    )
+    max_connections_per_ip: int = setting(
+        50, _int(1, 1000000), "open sockets per client address; more get 429"
+    )
+    trusted_proxies: tuple[str, ...] = setting(
+        (),
+        _networks,
+        "addresses/networks (comma-separated) whose `X-Forwarded-For` is believed",
+        shown="(none)",
+    )
+    tls_cert_file: str | None = setting(
+        None,
+        _file,
+        "certificate chain (PEM) to serve `wss://` directly; nginx in front is the recommended way",
+        shown="(unset)",
+    )
+    tls_key_file: str | None = setting(None, _file, "its private key", shown="(unset)")
+    shutdown_timeout_seconds: float = setting(
+        10.0,
+        _float(0, 600),
+        "on SIGTERM/SIGINT, how long in-flight work may finish before the process exits",
+    )
+    qa_mode: bool = setting(
+        False,
+        _bool,
+        "offer the QA endpoint that test-websocket.html uses to book test appointments",
+    )
+    qa_force: bool = setting(
+        False, _bool, "allow QA_MODE on a database that holds real appointments"
+    )
+    log_level: str = setting(
+        "INFO", _log_level, "`DEBUG`, `INFO`, `WARNING`, `ERROR` or `CRITICAL`"
+    )
+    log_format: str = setting(
+        "text",
+        _log_format,
+        "`text` or `json` (one object per line); tokens and e-mails are never logged",
+    )
+
+    @property
+    def uses_mysql(self) -> bool:
+        """True when a MySQL/MariaDB server is configured; otherwise the embedded SQLite file."""
+        return bool(self.db_host or self.db_socket)
+
+
+def table() -> list[Entry]:
+    """The settings table, in declaration order."""
+    return [
+        Entry(
+            f.name.upper(),
+            f.name,
+            f.metadata["cast"],
+            f.default,
+            f.metadata["doc"],
+            f.metadata["shown"] or _env_value(f.default),
+            f.metadata["secret"],
+        )
+        for f in fields(Settings)
+    ]
+
+
+def _env_value(value: object) -> str:
+    """A value as an env file writes it (empty for unset)."""
+    if value is None or value == ():
+        return ""
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, float):
+        return f"{value:g}"
+    return str(value)
+
+
+def env_text(entry: Entry) -> str:
+    """A default as an env file writes it (empty for unset)."""
+    return _env_value(entry.default)
+
+
+def unknown_keys(values: Mapping[str, object]) -> list[str]:
+    """Keys of an env file that are no setting, each with the closest real key suggested."""
+    known = [entry.key for entry in table()]
+    notes = []
+    for key in values:
+        if key in known:
+            continue
+        close = difflib.get_close_matches(key, known, n=1, cutoff=0.6)
+        hint = f" (did you mean {close[0]}?)" if close else ""
+        notes.append(f"{key} is not a setting{hint}")
+    return notes
+
+
+def read_env_file(env_file: str | Path | None) -> dict[str, str]:
+    """The values of ``env_file``: {} when it is the default ``.env`` and absent."""
+    if env_file is None:
+        return {}
+    path = Path(env_file)
+    if path.exists():
+        return {k: v for k, v in dotenv_values(path).items() if v is not None}
+    if str(env_file) != ".env":
+        raise ConfigError(f"--env-file: {path} does not exist")
+    return {}
 
 
 def load_settings(
     env_file: str | Path | None = ".env", environ: Mapping[str, str] | None = None
 ) -> Settings:
     """Read settings from ``environ`` (default ``os.environ``) over the values in ``env_file``."""
-    merged: dict[str, str] = {}
-    if env_file is not None:
-        path = Path(env_file)
-        if path.exists():
-            merged.update({k: v for k, v in dotenv_values(path).items() if v is not None})
-        elif str(env_file) != ".env":
-            raise ConfigError(f"--env-file: {path} does not exist")
+    merged = read_env_file(env_file)
     merged.update(os.environ if environ is None else environ)
-    r = _Reader(merged)
-    d = Settings()
-    settings = Settings(
-        host=r.get("HOST", _text, d.host),
-        port=r.get("PORT", _int(0, 65535), d.port),
-        db_host=r.get("DB_HOST", _optional, d.db_host),
-        db_port=r.get("DB_PORT", _int(1, 65535), d.db_port),
-        db_user=r.get("DB_USER", _text, d.db_user),
-        db_password=r.get("DB_PASSWORD", _text, d.db_password),
-        db_name=r.get("DB_NAME", _text, d.db_name),
-        db_socket=r.get("DB_SOCKET", _optional, d.db_socket),
-        db_pool_size=r.get("DB_POOL_SIZE", _int(1, 500), d.db_pool_size),
-        table_prefix=r.get("TABLE_PREFIX", _prefix, d.table_prefix),
-        sqlite_path=r.get("SQLITE_PATH", _text, d.sqlite_path),
-        lock_ttl_seconds=r.get("LOCK_TTL_SECONDS", _int(1, 86400), d.lock_ttl_seconds),
-        hold_limit=r.get("HOLD_LIMIT", _int(1, 100), d.hold_limit),
-        lock_release_grace_seconds=r.get(
-            "LOCK_RELEASE_GRACE_SECONDS", _float(0, 3600), d.lock_release_grace_seconds
-        ),
-        lock_sweep_interval_seconds=r.get(
-            "LOCK_SWEEP_INTERVAL_SECONDS", _float(0.1, 3600), d.lock_sweep_interval_seconds
-        ),
-        selection_ttl_seconds=r.get(
-            "SELECTION_TTL_SECONDS", _float(1, 86400), d.selection_ttl_seconds
-        ),
-        max_selections_per_client=r.get(
-            "MAX_SELECTIONS_PER_CLIENT", _int(1, 1000), d.max_selections_per_client
-        ),
-        resume_secret=r.get("RESUME_SECRET", _text, d.resume_secret),
-        hook_secret=r.get("HOOK_SECRET", _hook_secret, d.hook_secret),
-        reconcile_interval_seconds=r.get(
-            "RECONCILE_INTERVAL_SECONDS", _float(0.1, 3600), d.reconcile_interval_seconds
-        ),
-        redis_url=r.get("REDIS_URL", _redis_url, d.redis_url),
-        token_secret=r.get("TOKEN_SECRET", _text, d.token_secret),
-        allow_unsigned_email=r.get("ALLOW_UNSIGNED_EMAIL", _bool, d.allow_unsigned_email),
-        debug_token=r.get("DEBUG_TOKEN", _text, d.debug_token),
-        site_url=r.get("SITE_URL", _origin, d.site_url),
-        allowed_origins=r.get("ALLOWED_ORIGINS", _origins, d.allowed_origins),
-        rate_limit_per_second=r.get(
-            "RATE_LIMIT_PER_SECOND", _float(0.1, 10000), d.rate_limit_per_second
-        ),
-        rate_limit_burst=r.get("RATE_LIMIT_BURST", _int(1, 100000), d.rate_limit_burst),
-        max_connections_per_ip=r.get(
-            "MAX_CONNECTIONS_PER_IP", _int(1, 1000000), d.max_connections_per_ip
-        ),
-        trusted_proxies=r.get("TRUSTED_PROXIES", _networks, d.trusted_proxies),
-        tls_cert_file=r.get("TLS_CERT_FILE", _file, d.tls_cert_file),
-        tls_key_file=r.get("TLS_KEY_FILE", _file, d.tls_key_file),
-        qa_mode=r.get("QA_MODE", _bool, d.qa_mode),
-        qa_force=r.get("QA_FORCE", _bool, d.qa_force),
-        shutdown_timeout_seconds=r.get(
-            "SHUTDOWN_TIMEOUT_SECONDS", _float(0, 600), d.shutdown_timeout_seconds
-        ),
-        log_level=r.get("LOG_LEVEL", _log_level, d.log_level),
-        log_format=r.get("LOG_FORMAT", _log_format, d.log_format),
-    )
+    values: dict[str, Any] = {}
+    for entry in table():
+        raw = merged.get(entry.key)
+        if raw is None or raw == "":
+            continue
+        try:
+            values[entry.name] = entry.cast(raw)
+        except ValueError as exc:
+            raise ConfigError(f"{entry.key}: {exc}") from None
+    settings = Settings(**values)
     if bool(settings.tls_cert_file) != bool(settings.tls_key_file):
         raise ConfigError("TLS_CERT_FILE: TLS_CERT_FILE and TLS_KEY_FILE go together")
-    if settings.token_secret and len(settings.token_secret) < 32:
-        raise ConfigError("TOKEN_SECRET: must be at least 32 characters (HS256 key)")
     return settings
