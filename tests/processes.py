@@ -27,8 +27,17 @@ def free_port() -> int:
 class Daemon:
     """``appointease-realtime serve`` in a subprocess, on a fixed port across restarts."""
 
-    def __init__(self, workdir: Path, tls: ssl.SSLContext | None = None, **env: str) -> None:
-        """``tls``: a client context trusting the daemon's certificate (https/wss)."""
+    def __init__(
+        self,
+        workdir: Path,
+        tls: ssl.SSLContext | None = None,
+        command: list[str] | None = None,
+        **env: str,
+    ) -> None:
+        """``tls``: a client context trusting the daemon's certificate (https/wss);
+        ``command``: how to run the CLI (default: ``python -m appointease_realtime``)."""
+        self.command = command or [sys.executable, "-m", "appointease_realtime"]
+        self.workdir = workdir
         self.port = free_port()
         self.tls = tls
         secure = "s" if tls else ""
@@ -42,9 +51,7 @@ class Daemon:
         """Start and wait until /healthz answers."""
         with self.log.open("ab") as log:
             self.proc = await asyncio.create_subprocess_exec(
-                sys.executable,
-                "-m",
-                "appointease_realtime",
+                *self.command,
                 "--env-file",
                 os.devnull,
                 "serve",
@@ -53,6 +60,7 @@ class Daemon:
                 "--port",
                 str(self.port),
                 env=self.env,
+                cwd=self.workdir,
                 stdout=log,
                 stderr=log,
             )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -90,3 +91,67 @@ async def test_serve_holds_a_slot_for_a_websocket_client(tmp_path: Path) -> None
         )
         assert (await ws.receive_json())["type"] == "slot_locked"
     assert await daemon.stop() == 0
+
+
+def test_check_flags_a_typo_and_missing_secrets_and_creates_nothing(tmp_path: Path) -> None:
+    env_file = tmp_path / "site.env"
+    env_file.write_text(f"LOCK_TTL=5\nSQLITE_PATH={tmp_path / 'data' / 'db.sqlite3'}\n")
+    result = subprocess.run(
+        [*CLI, "check", "--env-file", str(env_file)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=tmp_path,
+        env={**os.environ, "DB_HOST": ""},
+        check=False,
+    )
+    assert result.returncode == 1
+    assert "config: LOCK_TTL is not a setting (did you mean LOCK_TTL_SECONDS?)" in result.stdout
+    for key in ("HOOK_SECRET", "TOKEN_SECRET", "RESUME_SECRET", "DEBUG_TOKEN"):
+        assert f"warning: {key} is not set: " in result.stdout
+    assert "database: cannot use SQLite file: folder" in result.stdout
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["site.env"]  # nothing created
+
+
+def test_check_on_an_unusable_sqlite_path_is_one_line(tmp_path: Path) -> None:
+    result = run("check", env={"DB_HOST": "", "SQLITE_PATH": str(tmp_path)})
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert f"database: cannot use SQLite file: {tmp_path} is not a file" in result.stdout
+
+
+def test_genconfig_never_overwrites_unless_forced(tmp_path: Path) -> None:
+    target = tmp_path / ".env"
+    target.write_text("PORT=9000\n")
+    refused = run("genconfig", "--output", str(target))
+    assert refused.returncode == 1 and "not overwritten" in refused.stderr
+    assert target.read_text() == "PORT=9000\n"
+    forced = run("genconfig", "--output", str(target), "--force")
+    assert forced.returncode == 0
+    text = target.read_text()
+    assert "HOOK_SECRET=whsec_" in text and "\n# PORT=8080\n" in text
+
+
+def test_genconfig_secrets_are_fresh_and_pass_check(tmp_path: Path) -> None:
+    first, second = tmp_path / "a.env", tmp_path / "b.env"
+    assert run("genconfig", "--output", str(first)).returncode == 0
+    assert run("genconfig", "--output", str(second)).returncode == 0
+    secrets_of = [
+        {
+            line
+            for line in path.read_text().splitlines()
+            if re.match(r"[A-Z_]+(SECRET|TOKEN)=.", line)
+        }
+        for path in (first, second)
+    ]
+    assert len(secrets_of[0]) == 4 and not secrets_of[0] & secrets_of[1]
+    env = {"DB_HOST": "", "SQLITE_PATH": str(tmp_path / "x.sqlite3")}
+    checked = subprocess.run(
+        [*CLI, "check", "--env-file", str(first)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, **env},
+        check=False,
+    )
+    assert checked.returncode == 0, checked.stdout
+    assert "warning" not in checked.stdout
