@@ -65,3 +65,18 @@ async def test_metrics_follow_the_traffic(
     assert m[("appointease_reconcile_seconds_count", ())] >= 1
     assert 0 <= m[("appointease_reconcile_lag_seconds", ())] < 5
     assert m[("appointease_db_query_seconds_count", (("operation", "acquire_lock"),))] == 2
+
+
+async def test_metrics_answer_loopback_or_a_token_only(make_client: Callable[..., Any]) -> None:
+    """Behind a trusted proxy a remote visitor is refused; a bearer of either token is not."""
+    client = await make_client(
+        trusted_proxies=("127.0.0.1/32",), metrics_token="scrape-me", debug_token="debug-me"
+    )
+    remote = {"X-Forwarded-For": "203.0.113.5"}
+    assert (await client.get("/metrics", headers=remote)).status == 403
+    wrong = {**remote, "Authorization": "Bearer nope"}
+    assert (await client.get("/metrics", headers=wrong)).status == 403
+    for token in ("scrape-me", "debug-me"):
+        allowed = {**remote, "Authorization": f"Bearer {token}"}
+        assert (await client.get("/metrics", headers=allowed)).status == 200
+    assert (await client.get("/metrics")).status == 200  # loopback itself

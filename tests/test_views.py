@@ -67,13 +67,31 @@ async def test_readyz_reports_an_unreachable_database(
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     client = await aiohttp_client(
-        create_app(base_settings(db_host="127.0.0.1", db_port=port, db_name="x"))
+        create_app(
+            base_settings(db_host="127.0.0.1", db_port=port, db_name="x", debug_token="dbg-token")
+        )
     )
     assert (await client.get("/healthz")).status == 200  # alive, even without its database
     ready = await client.get("/readyz")
     body = await ready.json()
-    assert ready.status == 503 and body["status"] == "unavailable"
-    assert "Can't connect to MySQL server" in body["reason"]
+    assert ready.status == 503 and body == {"status": "unavailable", "reason": "database"}
+    detailed = await client.get("/readyz", headers={"Authorization": "Bearer dbg-token"})
+    assert "Can't connect to MySQL server" in (await detailed.json())["detail"]
+
+
+async def test_readyz_says_schema_when_the_tables_are_missing(
+    aiohttp_client: Callable[..., Any], mysql_database: str
+) -> None:
+    """A database without the plugin's tables is not ready: every request would fail."""
+    from appointease_realtime.app import create_app
+    from tests.conftest import base_settings
+
+    client = await aiohttp_client(
+        create_app(base_settings(db_host="127.0.0.1", db_name=mysql_database))
+    )
+    ready = await client.get("/readyz")
+    assert ready.status == 503
+    assert await ready.json() == {"status": "unavailable", "reason": "schema"}
 
 
 async def test_availability_endpoint_for_polling(

@@ -144,7 +144,16 @@ async def debug(request: web.Request) -> web.Response:
 
 @routes.get("/metrics")
 async def metrics(request: web.Request) -> web.Response:
-    """Prometheus text exposition of this node's metrics."""
+    """Prometheus text exposition of this node's metrics: for loopback, or a bearer of
+    METRICS_TOKEN or DEBUG_TOKEN (it tells how busy the site is)."""
+    settings = request.app[SETTINGS]
+    tokens = [t for t in (settings.metrics_token, settings.debug_token) if t]
+    if not any(bearer_matches(request, t) for t in tokens) and not is_loopback(
+        client_ip(request, settings)
+    ):
+        return _json_error(
+            403, "forbidden", "Metrics answer loopback, or Authorization: Bearer <METRICS_TOKEN>"
+        )
     body = generate_latest(request.app[NODE].metrics.registry)
     return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
@@ -157,18 +166,32 @@ async def healthz(request: web.Request) -> web.Response:
 
 @routes.get("/readyz")
 async def readyz(request: web.Request) -> web.Response:
-    """Ready: the database answers (else 503 with the reason); ``degraded`` while the node has
-    lost its broker and serves only its own clients."""
+    """Ready: the database answers and both tables are there (else 503 with the reason class,
+    ``database`` or ``schema``); ``degraded`` while the node has lost its broker and serves
+    only its own clients. The detail goes to the log, and to DEBUG_TOKEN holders only."""
     node = request.app[NODE]
     try:
         await node.store.ping()
+        problems = await node.store.schema_problems()
     except StoreUnavailable as exc:
-        return web.json_response({"status": "unavailable", "reason": str(exc)}, status=503)
+        return _not_ready(request, "database", str(exc))
+    if problems:
+        return _not_ready(request, "schema", "; ".join(problems))
     body = {"status": "ready", "store": node.store.kind, "node": node.id}
     problem = node.broker.status()
     if problem is not None:
         body.update(status="degraded", reason=problem)
     return web.json_response(body)
+
+
+def _not_ready(request: web.Request, reason: str, detail: str) -> web.Response:
+    """503 naming the reason class; the driver's words only for DEBUG_TOKEN holders."""
+    log.warning("not ready (%s): %s", reason, detail)
+    body = {"status": "unavailable", "reason": reason}
+    token = request.app[SETTINGS].debug_token
+    if token and bearer_matches(request, token):
+        body["detail"] = detail
+    return web.json_response(body, status=503)
 
 
 @routes.get("/api/availability")
