@@ -15,10 +15,9 @@ import pytest
 from aiohttp.test_utils import TestClient
 
 from appointease_realtime import app as app_module
-from appointease_realtime.config import Settings
+from appointease_realtime.broker import Cluster, open_cluster
 from appointease_realtime.hooks import signed_request
 from appointease_realtime.keys import NODE
-from appointease_realtime.redis_broker import RedisBroker
 from appointease_realtime.store import Store
 from tests.conftest import Socket, assert_one_winner_per_round, token_for
 from tests.processes import free_port
@@ -40,11 +39,11 @@ async def node(
 ) -> StartNode:
     """Start a daemon on the shared Redis, in a namespace of this test alone."""
 
-    def open_broker(settings: Settings) -> RedisBroker:
-        assert settings.redis_url is not None
-        return RedisBroker(settings.redis_url, namespace=namespace, backoff_cap=0.5)
+    def open_on_namespace(url: str | None) -> Cluster:
+        assert url is not None
+        return open_cluster(url, namespace=namespace, backoff_cap=0.5)
 
-    monkeypatch.setattr(app_module, "open_broker", open_broker)
+    monkeypatch.setattr(app_module, "open_cluster", open_on_namespace)
 
     async def start(**overrides: Any) -> Client:
         client: Client = await make_client(**{"redis_url": redis_url, **overrides})

@@ -257,3 +257,71 @@ async def test_send_hook_command(hooked: TestClient[Any, Any], store: Store) -> 
         run, "test.ping", "-", "--url", url, env={**env, "HOOK_SECRET": ""}
     )
     assert no_secret.returncode == 2 and "HOOK_SECRET is not set" in no_secret.stderr
+
+
+# ---- the network as it is ----
+
+
+async def raw_post(port: int, head: bytes, parts: list[bytes], pause: float) -> tuple[int, Any]:
+    """POST over a raw socket: the head, then each part after ``pause`` seconds."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(head)
+    for part in parts:
+        await writer.drain()
+        await asyncio.sleep(pause)
+        writer.write(part)
+    await writer.drain()
+    answer = await asyncio.wait_for(reader.read(), 15)
+    writer.close()
+    status_line, _, rest = answer.partition(b"\r\n")
+    body = rest.split(b"\r\n\r\n", 1)[1]
+    if b"Transfer-Encoding: chunked" in rest.split(b"\r\n\r\n", 1)[0]:
+        body = body.split(b"\r\n", 1)[1].rsplit(b"\r\n0\r\n", 1)[0]
+    return int(status_line.split()[1]), json.loads(body)
+
+
+@pytest.mark.parametrize("backend", ["sqlite"])
+async def test_a_body_in_two_segments_or_chunks_is_read_whole(
+    hooked: TestClient[Any, Any], store: Store, connect: Connect
+) -> None:
+    """A correctly signed hook whose body arrives in pieces 50 ms apart is applied, not 401."""
+    await book(store)
+    watcher = await connect(on=hooked)
+    await watcher.request("watch_slot", "active_selections", date=DAY, employeeId=3)
+    port = hooked.server.port
+    assert port is not None
+    body, headers = signed_request(SECRET, "appointment.created", {"id": "APT-2030-1000"})
+    lines = "".join(f"{k}: {v}\r\n" for k, v in headers.items())
+    head = f"POST /hooks/booking HTTP/1.1\r\nHost: x\r\n{lines}Connection: close\r\n"
+    split = (head + f"Content-Length: {len(body)}\r\n\r\n").encode()
+    status, answer = await raw_post(port, split, [body[:40], body[40:]], 0.05)
+    assert status == 200 and answer == {"ok": True, "found": True}
+    await watcher.expect("slot_taken", time="10:00")
+    body, headers = signed_request(SECRET, "test.ping", {})
+    lines = "".join(f"{k}: {v}\r\n" for k, v in headers.items())
+    head = f"POST /hooks/booking HTTP/1.1\r\nHost: x\r\n{lines}Connection: close\r\n"
+    chunked = (head + "Transfer-Encoding: chunked\r\n\r\n").encode()
+    chunks = [b"%x\r\n%s\r\n" % (len(piece), piece) for piece in (body[:10], body[10:])] + [
+        b"0\r\n\r\n"
+    ]
+    status, answer = await raw_post(port, chunked, chunks, 0.05)
+    assert status == 200 and answer == {"ok": True, "pong": True}
+
+
+@pytest.mark.parametrize("backend", ["sqlite"])
+async def test_a_body_that_never_ends_is_refused_in_bounded_time(
+    hooked: TestClient[Any, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from appointease_realtime import hooks
+
+    monkeypatch.setattr(hooks, "BODY_TIMEOUT_SECONDS", 0.5)
+    port = hooked.server.port
+    assert port is not None
+    body, headers = signed_request(SECRET, "test.ping", {})
+    lines = "".join(f"{k}: {v}\r\n" for k, v in headers.items())
+    head = (
+        f"POST /hooks/booking HTTP/1.1\r\nHost: x\r\n{lines}Content-Length: {len(body)}\r\n"
+        "Connection: close\r\n\r\n"
+    ).encode()
+    status, answer = await raw_post(port, head + body[:20], [], 0)
+    assert status == 408 and answer["code"] == "body_timeout"

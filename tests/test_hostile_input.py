@@ -16,11 +16,13 @@ from hypothesis import strategies as st
 
 from appointease_realtime import protocol as p
 from appointease_realtime.auth import ADMIN, Identity
-from appointease_realtime.broker import MemoryBroker
+from appointease_realtime.broker import open_cluster
 from appointease_realtime.commands import COMMANDS, dispatch
 from appointease_realtime.connection import Connection
+from appointease_realtime.metrics import Metrics
 from appointease_realtime.node import Node
 from appointease_realtime.store.sqlite import SQLiteStore
+from appointease_realtime.transport import Wire
 from tests.conftest import base_settings
 
 Connect = Callable[..., Any]
@@ -158,7 +160,7 @@ def fuzz_node(
     path = Path(tmp_path_factory.mktemp("fuzz")) / "fuzz.sqlite3"
     node_settings = base_settings(sqlite_path=str(path), hold_limit=1000)
     store = loop.run_until_complete(SQLiteStore.open(str(path), "wp_"))
-    node = Node(node_settings, store, MemoryBroker())
+    node = Node(node_settings, store, open_cluster(None), Metrics())
     loop.run_until_complete(node.start())
     yield loop, node
     loop.run_until_complete(node.rooms.stop())
@@ -172,7 +174,7 @@ def test_random_frames_always_get_a_well_formed_answer(
     fuzz_node: tuple[asyncio.AbstractEventLoop, Node], raw: str, admin: bool
 ) -> None:
     loop, node = fuzz_node
-    sent: list[str] = []
+    sent: list[Wire] = []
     identity = Identity("fuzz@example.com", ADMIN, "fuzz") if admin else Identity()
     conn = Connection("anonymous_1_fuzzer", identity, sent.append)
     node.hub.add(conn)
@@ -180,7 +182,7 @@ def test_random_frames_always_get_a_well_formed_answer(
         loop.run_until_complete(dispatch(node, conn, raw))  # must not raise
     finally:
         node.hub.remove(conn)
-    direct = [json.loads(text) for text in sent]
+    direct = [json.loads(item.payload) for item in sent]
     assert direct, f"no answer to {raw!r}"
     for frame in direct:
         assert isinstance(frame["type"], str) and isinstance(frame["timestamp"], int)

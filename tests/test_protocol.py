@@ -75,7 +75,7 @@ def sink() -> tuple[Connection, list[dict[str, Any]]]:
     """A connection whose frames land in a list, decoded."""
     frames: list[dict[str, Any]] = []
     return Connection(
-        "anonymous_1_test", Identity(), lambda t: frames.append(json.loads(t))
+        "anonymous_1_test", Identity(), lambda item: frames.append(json.loads(item.payload))
     ), frames
 
 

@@ -167,6 +167,54 @@ async def test_cross_origin_upgrade_refused(make_client: Callable[..., Any]) -> 
     assert blocked.status == 403
 
 
+async def test_allowed_origins_and_a_malformed_origin(make_client: Callable[..., Any]) -> None:
+    client = await make_client(allowed_origins=("https://book.example.net",))
+    ws = await client.ws_connect("/", headers={"Origin": "https://book.example.net"})
+    assert (await ws.receive_json())["type"] == "connection"
+    await ws.close()
+    for origin in ("http://[", "https://book.example.net.evil.example"):
+        answer = await client.get("/healthz", headers={"Origin": origin})
+        assert answer.status == 403, origin  # refused, never a 500
+
+
+async def test_forwarded_for_is_read_across_every_header_line(
+    make_client: Callable[..., Any],
+) -> None:
+    """A client's own X-Forwarded-For line before the proxy's must not pick its address."""
+    proxied = await make_client(
+        trusted_proxies=("127.0.0.0/8", "10.0.0.0/8"), max_connections_per_ip=1
+    )
+    forged_loopback = [("X-Forwarded-For", "127.0.0.1"), ("X-Forwarded-For", "203.0.113.9")]
+    assert (await proxied.get("/debug", headers=forged_loopback)).status == 403
+    first = await proxied.ws_connect(
+        "/", headers=[("X-Forwarded-For", "198.51.100.1"), ("X-Forwarded-For", "203.0.113.9")]
+    )
+    assert (await first.receive_json())["type"] == "connection"
+    with pytest.raises(aiohttp.WSServerHandshakeError) as capped:  # same client, other forgery
+        await proxied.ws_connect(
+            "/", headers=[("X-Forwarded-For", "198.51.100.2, 203.0.113.9, 10.0.0.2")]
+        )
+    assert capped.value.status == 429
+    await first.close()
+
+
+async def test_binary_frames_count_against_the_rate_limit(make_client: Callable[..., Any]) -> None:
+    client = await make_client(rate_limit_per_second=1, rate_limit_burst=5)
+    ws = await client.ws_connect("/")
+    await ws.receive_json()
+    for _ in range(20):
+        await ws.send_bytes(b"\x00\x01")
+    codes = []
+    for _ in range(20):
+        msg = await ws.receive(timeout=5)
+        if msg.type != aiohttp.WSMsgType.TEXT:
+            break
+        codes.append(msg.json()["code"])
+    assert codes[:5] == ["invalid_json"] * 5
+    assert "rate_limited" in codes[5:]
+    await ws.close()
+
+
 async def test_oversized_frame_closes_with_1009(connect: Connect) -> None:
     sock = await connect()
     await sock.ws.send_str('{"type": "ping", "pad": "' + "x" * 70_000 + '"}')

@@ -9,13 +9,15 @@ from collections.abc import AsyncIterator
 
 from aiohttp import WSCloseCode, web
 
-from .broker import Broker, MemoryBroker
+from .broker import open_cluster
 from .config import Settings
 from .hooks import routes as hook_routes
 from .keys import NODE, SETTINGS
+from .metrics import Metrics
 from .node import Node
 from .qa import check_qa_database, page_routes, qa_routes
 from .reconcile import background_jobs
+from .refusals import refusal_middleware
 from .store import open_store
 from .systemd import systemd_context
 from .views import origin_guard, routes
@@ -23,26 +25,18 @@ from .views import origin_guard, routes
 log = logging.getLogger(__name__)
 
 
-def open_broker(settings: Settings) -> Broker:
-    """Redis when REDIS_URL is set (many nodes act as one), else in-process memory."""
-    if settings.redis_url:
-        from .redis_broker import RedisBroker
-
-        return RedisBroker(settings.redis_url)
-    return MemoryBroker()
-
-
 async def _node_context(app: web.Application) -> AsyncIterator[None]:
     """Open the store and broker, start the node and its loops; undo it all on the way out."""
     settings = app[SETTINGS]
-    store = await open_store(settings)
+    metrics = Metrics()
+    store = await open_store(settings, observe=metrics.observe_query)
     try:
         await check_qa_database(store, settings)
     except BaseException:
         await store.close()
         raise
-    broker = open_broker(settings)
-    node = Node(settings, store, broker)
+    cluster = open_cluster(settings.redis_url)
+    node = Node(settings, store, cluster, metrics)
     await node.start()
     app[NODE] = node
     tasks = [asyncio.create_task(job) for job in background_jobs(node)]
@@ -59,7 +53,7 @@ async def _node_context(app: web.Application) -> AsyncIterator[None]:
                 await task
         await node.locks.stop()
         await node.rooms.stop()
-        await broker.close()
+        await cluster.close()
         await store.close()
 
 
@@ -70,7 +64,7 @@ async def _close_sockets(app: web.Application) -> None:
 
 def create_app(settings: Settings) -> web.Application:
     """Build the daemon's application for ``settings``."""
-    app = web.Application(middlewares=[origin_guard])
+    app = web.Application(middlewares=[origin_guard, refusal_middleware])
     app[SETTINGS] = settings
     app.cleanup_ctx.append(_node_context)
     app.cleanup_ctx.append(systemd_context)  # after the node: it waits for the store to answer

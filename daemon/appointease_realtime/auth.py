@@ -138,8 +138,11 @@ def client_ip(request: web.Request, settings: Settings) -> str:
 
     if not trusted(remote):
         return remote
-    hops = [h.strip() for h in request.headers.get("X-Forwarded-For", "").split(",") if h.strip()]
-    for hop in reversed(hops):  # the nearest hop not run by us is the client
+    # Every header line counts (a client may send its own line before the proxy's), and the
+    # walk goes from the right: the nearest hop not run by us is the client.
+    lines = ",".join(request.headers.getall("X-Forwarded-For", []))
+    hops = [hop.strip() for hop in lines.split(",") if hop.strip()]
+    for hop in reversed(hops):
         if not trusted(hop):
             return hop
     return hops[0] if hops else remote
@@ -149,8 +152,12 @@ def origin_allowed(origin: str | None, settings: Settings) -> bool:
     """No Origin (not a browser), localhost, SITE_URL and ALLOWED_ORIGINS are allowed."""
     if origin is None:
         return True
-    parts = urlsplit(origin.lower())
-    if parts.hostname in LOCAL_HOSTS:
+    try:
+        parts = urlsplit(origin.lower())
+        hostname = parts.hostname
+    except ValueError:  # e.g. "http://[": malformed, so not an allowed origin
+        return False
+    if hostname in LOCAL_HOSTS:
         return True
     normalized = f"{parts.scheme}://{parts.netloc}"
     return normalized == settings.site_url or normalized in settings.allowed_origins

@@ -13,7 +13,7 @@ from typing import Any
 
 from . import protocol as p
 from .auth import ADMIN
-from .connection import AppointmentFilter, Connection
+from .connection import Connection
 from .limits import ABUSIVE, LIMITED
 from .node import Node
 from .protocol import Field, ProtocolError, Schema, room_of, slot_of
@@ -69,8 +69,11 @@ def command(*names: str, schema: Schema | None = None) -> Callable[[Handler], Ha
     return register
 
 
-async def dispatch(node: Node, conn: Connection, raw: str) -> None:
-    """Parse, validate and run one text frame; every failure becomes an ``error`` frame."""
+async def dispatch(node: Node, conn: Connection, raw: str | bytes) -> None:
+    """Parse, validate and run one frame; every failure becomes an ``error`` frame.
+
+    Every frame counts against the rate limit, binary ones too (they are then refused).
+    """
     request_id = None
     verdict = conn.limiter.check() if conn.limiter is not None else None
     if verdict == ABUSIVE:
@@ -78,6 +81,10 @@ async def dispatch(node: Node, conn: Connection, raw: str) -> None:
         await conn.close(CLOSE_POLICY_VIOLATION, "rate limit exceeded")
         return
     try:
+        if isinstance(raw, bytes):
+            if verdict == LIMITED:
+                raise ProtocolError(p.RATE_LIMITED, "Too many messages; slow down")
+            raise ProtocolError(p.INVALID_JSON, "Binary frames are not accepted; send JSON")
         frame = p.parse_frame(raw)
         request_id = p.request_id(frame)
         if node is not None:  # None only in pure protocol tests
@@ -184,27 +191,16 @@ async def unlock_slot(node: Node, req: Request) -> None:
 async def select_slot(node: Node, req: Request) -> None:
     """Mark "someone is looking at this"; the room's watchers see the selected times."""
     slot = slot_of(req.fields)
-    settings = node.settings
-    count = await node.broker.select(slot, req.conn.client_id, settings.selection_ttl_seconds)
-    if count > settings.max_selections_per_client:
-        await node.broker.deselect(slot, req.conn.client_id)
-        raise ProtocolError(
-            p.INVALID_REQUEST,
-            f"At most {settings.max_selections_per_client} selections per client",
-            "time",
-        )
+    await node.selections.select(req.conn.client_id, slot)
     req.reply("selection_confirmed", **slot.fields())
-    await node.rooms.announce_selections(slot.room)
 
 
 @command("deselect_slot", schema=p.SLOT_SCHEMA)
 async def deselect_slot(node: Node, req: Request) -> None:
     """Remove a selection; the room's watchers see the change."""
     slot = slot_of(req.fields)
-    removed = await node.broker.deselect(slot, req.conn.client_id)
+    await node.selections.deselect(req.conn.client_id, slot)
     req.reply("deselection_confirmed", **slot.fields())
-    if removed:
-        await node.rooms.announce_selections(slot.room)
 
 
 # ---- rooms and availability ----
@@ -214,10 +210,9 @@ async def deselect_slot(node: Node, req: Request) -> None:
 async def watch_slot(node: Node, req: Request) -> None:
     """Follow one day of one employee; answer at once with its availability and selections."""
     room = room_of(req.fields)
-    node.rooms.forget(node.hub.join_room(req.conn, room, req.fields.get("time")))
-    availability, selections = await node.rooms.snapshot(room)
-    req.send(availability)
-    req.send(selections)
+    node.rooms.watch(req.conn, room, req.fields.get("time"))
+    req.send(await node.rooms.snapshot(room))
+    req.send(await node.selections.snapshot(room))
 
 
 UNWATCH_SCHEMA: Schema = {
@@ -229,11 +224,18 @@ UNWATCH_SCHEMA: Schema = {
 @command("unwatch_slot", schema=UNWATCH_SCHEMA)
 async def unwatch_slot(node: Node, req: Request) -> None:
     """Stop following a day (the current one when no date is given)."""
-    room = req.conn.room
+    watch = node.hub.watch_of(req.conn)
     asked = (req.fields.get("date"), req.fields.get("employeeId"))
-    if room is not None and asked[0] in (None, room.date) and asked[1] in (None, room.employee_id):
-        node.hub.leave_room(req.conn)
-        node.rooms.forget(room)
+    if (
+        watch is not None
+        and asked[0] in (None, watch.room.date)
+        and asked[1]
+        in (
+            None,
+            watch.room.employee_id,
+        )
+    ):
+        node.rooms.unwatch(req.conn)
     req.reply(
         "slot_unwatched", date=req.fields.get("date"), employeeId=req.fields.get("employeeId")
     )
@@ -258,42 +260,13 @@ WATCH_SCHEMA: Schema = {
 }
 
 
-async def _follow_appointments(node: Node, req: Request) -> list[dict[str, Any]]:
-    """Subscribe to the appointments this identity may see; return them now.
-
-    A customer follows only their own; staff and admins follow one customer by ``email``
-    or everyone, optionally narrowed by ``employeeId`` and ``dateFrom``/``dateTo``.
-    """
-    identity, fields = req.conn.identity, req.fields
-    if identity.is_staff and "email" not in fields:
-        scope = AppointmentFilter(
-            fields.get("employeeId"), fields.get("dateFrom"), fields.get("dateTo")
-        )
-        appointments = await node.store.appointments_matching(
-            scope.employee_id, scope.date_from, scope.date_to
-        )
-        node.hub.watch_all(req.conn, scope)
-        return appointments
-    if identity.email is None and not identity.is_staff:
-        raise ProtocolError(p.FORBIDDEN, "Sign in to follow appointments", "email")
-    if not identity.is_staff:
-        if fields.get("email", identity.email) != identity.email:
-            raise ProtocolError(p.FORBIDDEN, "You may follow only your own appointments", "email")
-        if {"employeeId", "dateFrom", "dateTo"} & set(fields):
-            raise ProtocolError(p.FORBIDDEN, "Only staff may follow all appointments", "employeeId")
-    email = str(fields.get("email", identity.email))
-    appointments = await node.store.appointments_for(email)
-    node.hub.watch_customer(req.conn, email)
-    return appointments
-
-
 @command("watch_appointments", schema=WATCH_SCHEMA)
 async def watch_appointments(node: Node, req: Request) -> None:
     """The appointments this identity may see, then live updates of them."""
-    appointments = await _follow_appointments(node, req)
+    appointments = await node.appointments.follow(req.conn, req.fields)
     req.reply(
         "appointments_data",
-        email=req.conn.appointments_email,
+        email=node.appointments.email_of(req.conn),
         appointments=appointments,
         count=len(appointments),
     )
@@ -302,11 +275,11 @@ async def watch_appointments(node: Node, req: Request) -> None:
 @command("subscribe", schema=WATCH_SCHEMA)
 async def subscribe(node: Node, req: Request) -> None:
     """The old name of ``watch_appointments``, answered in the old ``update`` shape."""
-    req.reply("update", data={"appointments": await _follow_appointments(node, req)})
+    req.reply("update", data={"appointments": await node.appointments.follow(req.conn, req.fields)})
 
 
 @command("unwatch_appointments")
 async def unwatch_appointments(node: Node, req: Request) -> None:
     """Stop following appointments."""
-    node.hub.unwatch_customer(req.conn)
+    node.appointments.unfollow(req.conn)
     req.reply("unwatch_confirmed")

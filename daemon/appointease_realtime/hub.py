@@ -1,100 +1,85 @@
-"""This node's connections, indexed by room and by the customer whose appointments they follow."""
+"""This node's connections and which room each watches: the one owner of room membership.
+
+Like centrifuge's hub, :meth:`Hub.leave` says when a room's last local watcher has gone, so
+the room's owner (:class:`~.rooms.Rooms`) can forget it at that moment and nowhere else.
+"""
 
 from __future__ import annotations
 
-from .connection import AppointmentFilter, Connection
-from .protocol import Frame, Room
+from dataclasses import dataclass
+
+from .connection import Connection
+from .protocol import Room
+from .transport import Wire
+
+
+@dataclass(frozen=True)
+class Watch:
+    """What one connection follows: a room, and optionally the time it looks at."""
+
+    room: Room
+    time: str | None = None
 
 
 class Hub:
-    """Local fan-out: text serialized once is handed to every matching connection."""
+    """Local fan-out: a frame built once is handed to every watcher of a room."""
 
     def __init__(self) -> None:
         self.connections: dict[str, Connection] = {}
         self.rooms: dict[Room, set[Connection]] = {}
-        self.customers: dict[str, set[Connection]] = {}
-        self.staff: set[Connection] = set()
+        self.watches: dict[Connection, Watch] = {}
 
     def add(self, conn: Connection) -> None:
         """Register a new connection."""
         self.connections[conn.client_id] = conn
 
     def remove(self, conn: Connection) -> None:
-        """Forget a connection and every index entry of it."""
+        """Forget a connection (take it out of its room first, with :meth:`leave`)."""
         if self.connections.get(conn.client_id) is conn:
             del self.connections[conn.client_id]
-        self.leave_room(conn)
-        self.unwatch_customer(conn)
 
-    def join_room(self, conn: Connection, room: Room, time: str | None = None) -> Room | None:
-        """Move ``conn`` into ``room`` (one room per connection); return the room it left."""
-        left = conn.room if conn.room != room else None
-        if left is not None:
-            self.leave_room(conn)
-        conn.room, conn.watch_time = room, time
-        self.rooms.setdefault(room, set()).add(conn)
-        return left
+    def join(self, conn: Connection, watch: Watch) -> tuple[Room | None, bool]:
+        """Make ``conn`` watch ``watch.room`` (one room per connection).
 
-    def leave_room(self, conn: Connection) -> Room | None:
-        """Take ``conn`` out of its room; return that room."""
-        room = conn.room
-        if room is None:
-            return None
-        members = self.rooms.get(room)
+        Returns the room it left (None if none, or the same room) and whether that room's
+        last local watcher has now gone.
+        """
+        previous = self.watches.get(conn)
+        left, emptied = (None, False)
+        if previous is not None and previous.room != watch.room:
+            left, emptied = self.leave(conn)
+        self.watches[conn] = watch
+        self.rooms.setdefault(watch.room, set()).add(conn)
+        return left, emptied
+
+    def leave(self, conn: Connection) -> tuple[Room | None, bool]:
+        """Take ``conn`` out of its room; return that room and whether it is now unwatched."""
+        watch = self.watches.pop(conn, None)
+        if watch is None:
+            return None, False
+        members = self.rooms.get(watch.room)
         if members is not None:
             members.discard(conn)
             if not members:
-                del self.rooms[room]
-        conn.room, conn.watch_time = None, None
-        return room
+                del self.rooms[watch.room]
+                return watch.room, True
+        return watch.room, False
 
-    def watch_customer(self, conn: Connection, email: str) -> None:
-        """Follow one customer's appointments."""
-        self.unwatch_customer(conn)
-        conn.appointments_email = email
-        self.customers.setdefault(email, set()).add(conn)
+    def watch_of(self, conn: Connection) -> Watch | None:
+        """What ``conn`` watches, if anything."""
+        return self.watches.get(conn)
 
-    def watch_all(self, conn: Connection, scope: AppointmentFilter) -> None:
-        """Follow every appointment inside ``scope`` (staff and admins)."""
-        self.unwatch_customer(conn)
-        conn.appointments_filter = scope
-        self.staff.add(conn)
+    def watched(self) -> list[Room]:
+        """Every room watched on this node."""
+        return list(self.rooms)
 
-    def unwatch_customer(self, conn: Connection) -> None:
-        """Stop following appointments."""
-        self.staff.discard(conn)
-        conn.appointments_filter = None
-        email = conn.appointments_email
-        if email is None:
-            return
-        members = self.customers.get(email)
-        if members is not None:
-            members.discard(conn)
-            if not members:
-                del self.customers[email]
-        conn.appointments_email = None
+    def is_watched(self, room: Room) -> bool:
+        """True while somebody on this node watches ``room``."""
+        return room in self.rooms
 
-    def send_room(self, room: Room, text: str) -> int:
-        """Hand ``text`` to every watcher of ``room``; return how many."""
+    def send_room(self, room: Room, item: Wire) -> int:
+        """Hand one built frame to every watcher of ``room``; return how many."""
         members = self.rooms.get(room, ())
         for conn in tuple(members):
-            conn.send_text(text)
-        return len(members)
-
-    def send_staff(self, appointment: Frame, text: str) -> int:
-        """Hand ``text`` to every staff dashboard whose scope covers ``appointment``."""
-        count = 0
-        for conn in tuple(self.staff):
-            if conn.appointments_filter is not None and conn.appointments_filter.matches(
-                appointment
-            ):
-                conn.send_text(text)
-                count += 1
-        return count
-
-    def send_customer(self, email: str, text: str) -> int:
-        """Hand ``text`` to every connection following ``email``'s appointments."""
-        members = self.customers.get(email, ())
-        for conn in tuple(members):
-            conn.send_text(text)
+            conn.send_wire(item)
         return len(members)

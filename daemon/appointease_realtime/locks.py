@@ -47,7 +47,7 @@ class Locks:
             self.rooms.touch(slot.room)
         return reason
 
-    async def release_all(self, client_id: str) -> list[Slot]:
+    async def release_all(self, client_id: str) -> None:
         """Release every hold of ``client_id`` and announce the freed slots."""
         freed = await self.store.release_client_locks(client_id)
         self.metrics.locks.labels("released").inc(len(freed))
@@ -55,7 +55,11 @@ class Locks:
             self.rooms.touch(room)
         if freed:
             log.info("released %d lock(s) of %s", len(freed), client_id)
-        return freed
+
+    async def consume(self, slot: Slot) -> None:
+        """A booking took ``slot``: the hold on it (whoever had it) has done its job."""
+        if await self.store.delete_lock(slot) is not None:
+            self.metrics.locks.labels("booked").inc()
 
     def release_later(self, client_id: str) -> None:
         """After a disconnect: keep the holds for the grace period, then release them."""
@@ -82,13 +86,12 @@ class Locks:
         except StoreUnavailable as exc:
             log.warning("locks of %s left to expire, database unavailable: %s", client_id, exc)
 
-    async def sweep(self) -> int:
+    async def sweep(self) -> None:
         """Delete expired locks (whoever wrote them) and announce the freed slots."""
         expired = await self.store.sweep_expired_locks()
         self.metrics.locks.labels("expired").inc(len(expired))
         for room in {lock.slot.room for lock in expired}:
             self.rooms.touch(room)
-        return len(expired)
 
     async def stop(self) -> None:
         """Cancel pending releases: the holds stay in the database and expire by TTL."""

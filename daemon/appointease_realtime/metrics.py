@@ -27,7 +27,7 @@ class Metrics:
         )
         self.locks = Counter(
             "appointease_lock_outcomes_total",
-            "Lock outcomes: acquired, refused_<reason>, released, expired, unlock_refused",
+            "Lock outcomes: acquired, refused_<reason>, released, expired, booked, unlock_refused",
             ["outcome"],
             registry=r,
         )
@@ -79,3 +79,7 @@ class Metrics:
             if child is None:
                 child = self._out[type_] = self.frames_out.labels(type_)
             child.inc(count)
+
+    def observe_query(self, operation: str, seconds: float) -> None:
+        """Record how long one named store operation took."""
+        self.query_seconds.labels(operation).observe(seconds)

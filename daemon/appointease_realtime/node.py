@@ -1,4 +1,8 @@
-"""One daemon process: its store, broker, hub and services, and the events it receives."""
+"""One daemon process: its store, cluster parts, hub and services, and the events it hears.
+
+The node wires the services together and is the handler of cluster events (rooms to
+:class:`Rooms`, appointment changes to :class:`Appointments`, resumes to :class:`Locks`).
+"""
 
 from __future__ import annotations
 
@@ -9,16 +13,19 @@ import socket
 import time
 from datetime import UTC, datetime
 
+from .appointments import Appointments
 from .auth import Identity, new_client_id, resumed_client_id
-from .broker import Broker, Event
+from .broker import Cluster
 from .config import Settings
 from .connection import Connection
+from .events import ClientResumed, CustomerChange, Resync, RoomEvent
 from .hub import Hub
 from .limits import AddressCounter
 from .locks import Locks
 from .metrics import Metrics
-from .protocol import Frame, encode
+from .protocol import Frame
 from .rooms import Rooms
+from .selections import Selections
 from .store import Store, StoreUnavailable
 
 log = logging.getLogger(__name__)
@@ -27,51 +34,55 @@ log = logging.getLogger(__name__)
 class Node:
     """Everything one process serves with; commands, views and loops all work through it."""
 
-    def __init__(self, settings: Settings, store: Store, broker: Broker) -> None:
+    def __init__(
+        self, settings: Settings, store: Store, cluster: Cluster, metrics: Metrics
+    ) -> None:
         self.settings = settings
         self.store = store
-        self.broker = broker
+        self.cluster = cluster
+        self.broker = cluster.broker
         self.id = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(2)}"
         self.started = time.time()
-        self.metrics = Metrics()
+        self.metrics = metrics
         self.hub = Hub()
-        self.rooms = Rooms(store, broker, self.hub, self.metrics)
-        self.locks = Locks(settings, store, self.rooms, self.metrics)
-        store.observe = lambda op, seconds: self.metrics.query_seconds.labels(op).observe(seconds)
+        self.rooms = Rooms(store, self.broker, self.hub, metrics)
+        self.selections = Selections(
+            cluster.selections,
+            self.broker,
+            settings.selection_ttl_seconds,
+            settings.max_selections_per_client,
+        )
+        self.locks = Locks(settings, store, self.rooms, metrics)
+        self.appointments = Appointments(store, self.broker, self.rooms, self.locks, metrics)
         self.resume_secret = settings.resume_secret.encode() or secrets.token_bytes(32)
         self.addresses = AddressCounter(settings.max_connections_per_ip)
 
     async def start(self) -> None:
         """Start receiving cluster events."""
-        if hasattr(self.broker, "on_reconnect"):
-            self.broker.on_reconnect = self.resync
-        await self.broker.start(self.on_event)
+        await self.broker.start(self)
 
-    async def resync(self) -> None:
+    # ---- cluster events (events.EventHandler) ----
+
+    def on_room(self, event: RoomEvent) -> None:
+        """A room changed somewhere: tell this node's watchers."""
+        self.rooms.deliver(event)
+
+    def on_customer(self, event: CustomerChange) -> None:
+        """An appointment changed: tell this node's dashboards that follow it."""
+        self.appointments.deliver(event)
+
+    def on_resumed(self, event: ClientResumed) -> None:
+        """A client resumed (maybe elsewhere): its holds must not be released here."""
+        self.locks.reclaim(event.client_id)
+
+    async def on_resync(self, event: Resync) -> None:
         """After the broker was away: re-read every room watched here and announce it anew."""
-        for room in list(self.hub.rooms):
-            self.rooms.touch(room)
-            await self.rooms.announce_selections(room)
+        log.info("resync after %s", event.reason)
+        rooms = self.hub.watched()
+        self.rooms.resync()
+        await self.selections.resync(rooms)
 
-    def on_event(self, event: Event) -> None:
-        """Route one cluster event to local connections."""
-        try:
-            if "room" in event:
-                self.rooms.deliver(event)
-            elif event.get("kind") == "resumed":
-                self.locks.reclaim(str(event["clientId"]))
-            elif event.get("kind") == "customer":
-                email = str(event["email"])
-                if email in self.hub.customers:
-                    for frame in event["frames"]:
-                        sent = self.hub.send_customer(email, encode(frame))
-                        self.metrics.sent(frame["type"], sent)
-                change = event["frames"][-1]  # appointment_update / appointment_cancel
-                if self.hub.staff:
-                    sent = self.hub.send_staff(change["appointment"], encode(change))
-                    self.metrics.sent(change["type"], sent)
-        except (KeyError, TypeError, ValueError, IndexError):
-            log.warning("dropped a malformed cluster event: %r", event)
+    # ---- connections ----
 
     def client_id_for(self, identity: Identity, resume: str | None) -> tuple[str, bool]:
         """A client id for a new connection: the resumed one when the token proves it."""
@@ -88,26 +99,35 @@ class Node:
         if self.locks.reclaim(conn.client_id):
             log.info("client %s resumed within the grace period", conn.client_id)
         if resumed:  # the node it left may be another one: its release timer must stop too
-            await self.broker.publish({"kind": "resumed", "clientId": conn.client_id})
+            await self.broker.publish(ClientResumed(conn.client_id, self.id))
 
     async def disconnect(self, conn: Connection) -> None:
         """Forget a connection: selections go at once, holds stay for the grace period."""
+        self.rooms.unwatch(conn)
+        self.appointments.unfollow(conn)
         self.hub.remove(conn)
         self.metrics.connections.dec()
-        self.rooms.forget(conn.room)
         self.locks.release_later(conn.client_id)
-        for room in await self.broker.drop_client(conn.client_id):
-            await self.rooms.announce_selections(room)
+        await self.selections.drop_client(conn.client_id)
 
     async def close_all(self, code: int, message: str) -> None:
         """Close every socket of this node (1001 on shutdown: clients reconnect elsewhere)."""
         for conn in list(self.hub.connections.values()):
             await conn.close(code, message)
 
+    def _watching(self, conn: Connection) -> Frame | None:
+        watch = self.hub.watch_of(conn)
+        if watch is None:
+            return None
+        watching: Frame = {"date": watch.room.date, "employeeId": watch.room.employee_id}
+        if watch.time:
+            watching["time"] = watch.time
+        return watching
+
     async def debug_info(self, unmasked: bool = False) -> Frame:
         """The ``/debug`` document: clients, selections, live locks and this node."""
         now = time.time()
-        selections = await self.broker.all_selections()
+        selections = await self.selections.all()
         try:
             locks: list[Frame] | None = [
                 {**lock.slot.fields(), "clientId": lock.client_id, "expiresIn": lock.expires_in}
@@ -118,7 +138,10 @@ class Node:
         return {
             "connectedClients": len(self.hub.connections),
             "activeSelections": len(selections),
-            "clients": [conn.debug_info(unmasked) for conn in self.hub.connections.values()],
+            "clients": [
+                conn.debug_info(self._watching(conn), unmasked)
+                for conn in self.hub.connections.values()
+            ],
             "selections": [
                 {**s.slot.fields(), "clientId": s.client_id, "age": f"{int(now - s.since)}s"}
                 for s in selections

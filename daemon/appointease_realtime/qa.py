@@ -18,13 +18,12 @@ from typing import Any
 from aiohttp import web
 
 from . import protocol as p
-from .auth import CUSTOMER, mint_token
+from .auth import CUSTOMER, bearer_matches, client_ip, is_loopback, mint_token
 from .config import ConfigError, Settings
-from .hooks import apply_booking_event
 from .keys import NODE, SETTINGS
 from .protocol import Field, ProtocolError, Room, Schema
+from .refusals import Refusal
 from .store import Store, StoreUnavailable
-from .store.sql import SqlStore, Tx
 
 log = logging.getLogger(__name__)
 
@@ -33,6 +32,7 @@ QA_EMAIL_DOMAIN = "@example.com"
 QA_TOKEN_SECONDS = 3600
 NOT_FOUND = "not_found"
 SLOT_BOOKED = "slot_booked"
+SLOT_HELD = "slot_held"
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 PAGE_PATH = REPO_ROOT / "test-websocket.html"
@@ -76,28 +76,11 @@ async def client_js(request: web.Request) -> web.StreamResponse:
 # ---- the start-up guard ----
 
 
-async def count_foreign_appointments(store: Store) -> int:
-    """Appointments whose ``strong_id`` does not start with ``QA-`` (or is NULL)."""
-    if not isinstance(store, SqlStore):  # pragma: no cover - every store is an SqlStore today
-        raise TypeError(f"cannot inspect a {type(store).__name__}")
-    table = store.appointments
-
-    async def work(tx: Tx) -> int:
-        row = await tx.one(
-            f"SELECT COUNT(*) FROM {table}"  # noqa: S608 - the name comes from the validated prefix
-            " WHERE strong_id IS NULL OR strong_id NOT LIKE %s",
-            (f"{QA_PREFIX}%",),
-        )
-        return int(row[0]) if row else 0
-
-    return await store.run(work)
-
-
 async def check_qa_database(store: Store, settings: Settings) -> None:
     """Refuse QA mode when the appointments table holds rows QA did not create (unless forced)."""
     if not settings.qa_mode:
         return
-    foreign = await count_foreign_appointments(store)
+    foreign = await store.count_foreign_appointments(QA_PREFIX)
     if foreign == 0:
         log.warning("QA_MODE is on: POST /qa/appointments creates and cancels test bookings")
         return
@@ -155,43 +138,28 @@ MOVE_SCHEMA: Schema = {
 CANCEL_SCHEMA: Schema = {"id": Field(_ref)}
 
 
-class QARefused(Exception):
-    """A QA request the endpoint refuses; becomes a JSON error with an HTTP status."""
-
-    def __init__(self, status: int, code: str, message: str, field: str | None = None) -> None:
-        super().__init__(message)
-        self.status = status
-        self.code = code
-        self.message = message
-        self.field = field
-
-
-def _error(status: int, code: str, message: str, field: str | None = None) -> web.Response:
-    body = {"error": message, "code": code}
-    if field:
-        body["field"] = field
-    return web.json_response(body, status=status)
-
-
-async def _slot_is_booked(store: Store, date: str, time: str, employee_id: int) -> bool:
+async def _refuse_taken(store: Store, date: str, time: str, employee_id: int) -> None:
+    """Refuse a slot that is booked, or held by anyone (QA never takes a customer's hold)."""
     state = await store.room_state(Room(date, employee_id))
-    return time in state.booked
+    if time in state.booked:
+        raise Refusal(409, SLOT_BOOKED, f"{date} {time} of employee {employee_id} is booked")
+    if time in state.locked:
+        raise Refusal(409, SLOT_HELD, f"{date} {time} of employee {employee_id} is held")
 
 
 async def _qa_appointment(store: Store, ref: str | int) -> dict[str, Any]:
     appointment = await store.appointment(ref)
     if appointment is None:
-        raise QARefused(404, NOT_FOUND, f"No appointment {ref}", "id")
+        raise Refusal(404, NOT_FOUND, f"No appointment {ref}", "id")
     if not str(appointment.get("strong_id") or "").startswith(QA_PREFIX):
-        raise QARefused(403, p.FORBIDDEN, "Only QA appointments (QA-...) may be changed", "id")
+        raise Refusal(403, p.FORBIDDEN, "Only QA appointments (QA-...) may be changed", "id")
     return appointment
 
 
 async def _create(request: web.Request, fields: dict[str, Any]) -> web.Response:
     node = request.app[NODE]
     date, time, employee_id = fields["date"], fields["time"], fields["employeeId"]
-    if await _slot_is_booked(node.store, date, time, employee_id):
-        raise QARefused(409, SLOT_BOOKED, f"{date} {time} of employee {employee_id} is booked")
+    await _refuse_taken(node.store, date, time, employee_id)
     strong_id = f"{QA_PREFIX}{secrets.token_hex(6).upper()}"
     row: dict[str, Any] = {
         "name": fields.get("name", "QA Customer"),
@@ -205,7 +173,7 @@ async def _create(request: web.Request, fields: dict[str, Any]) -> web.Response:
     if "serviceId" in fields:
         row["service_id"] = fields["serviceId"]
     await node.store.insert_appointment(row)
-    await apply_booking_event(node, "appointment.created", strong_id)
+    await node.appointments.apply("appointment.created", strong_id)
     return web.json_response(
         {"ok": True, "action": "create", "appointment": await node.store.appointment(strong_id)},
         status=201,
@@ -216,11 +184,10 @@ async def _move(request: web.Request, fields: dict[str, Any]) -> web.Response:
     node = request.app[NODE]
     appointment = await _qa_appointment(node.store, fields["id"])
     if appointment.get("status") == "cancelled":
-        raise QARefused(409, "cancelled", "A cancelled appointment cannot be moved", "id")
+        raise Refusal(409, "cancelled", "A cancelled appointment cannot be moved", "id")
     employee_id = int(fields.get("newEmployeeId", appointment["employee_id"]))
     date, time = fields["newDate"], fields["newTime"]
-    if await _slot_is_booked(node.store, date, time, employee_id):
-        raise QARefused(409, SLOT_BOOKED, f"{date} {time} of employee {employee_id} is booked")
+    await _refuse_taken(node.store, date, time, employee_id)
     previous = {
         "appointment_date": appointment["appointment_date"],
         "employee_id": appointment["employee_id"],
@@ -235,8 +202,8 @@ async def _move(request: web.Request, fields: dict[str, Any]) -> web.Response:
         },
     )
     if not changed:
-        raise QARefused(404, NOT_FOUND, f"No appointment {fields['id']}", "id")
-    await apply_booking_event(node, "appointment.updated", appointment["strong_id"], previous)
+        raise Refusal(404, NOT_FOUND, f"No appointment {fields['id']}", "id")
+    await node.appointments.apply("appointment.updated", appointment["strong_id"], previous)
     return web.json_response(
         {
             "ok": True,
@@ -255,8 +222,8 @@ async def _cancel(request: web.Request, fields: dict[str, Any]) -> web.Response:
             int(appointment["id"]), {"status": "cancelled"}
         )
         if not changed:
-            raise QARefused(404, NOT_FOUND, f"No appointment {fields['id']}", "id")
-        await apply_booking_event(node, "appointment.cancelled", appointment["strong_id"])
+            raise Refusal(404, NOT_FOUND, f"No appointment {fields['id']}", "id")
+        await node.appointments.apply("appointment.cancelled", appointment["strong_id"])
     return web.json_response(
         {
             "ok": True,
@@ -280,6 +247,39 @@ async def qa_status(request: web.Request) -> web.Response:
     return web.json_response({"qaMode": True, "store": node.store.kind, "prefix": QA_PREFIX})
 
 
+async def _qa_body(request: web.Request) -> dict[str, Any]:
+    """The JSON object of a QA request from someone allowed to make one.
+
+    QA books and cancels real rows, so only loopback or a DEBUG_TOKEN bearer may ask.
+    """
+    settings = request.app[SETTINGS]
+    if not settings.qa_mode:
+        raise Refusal(404, NOT_FOUND, "QA mode is off")
+    allowed = (
+        bearer_matches(request, settings.debug_token)
+        if settings.debug_token
+        else is_loopback(client_ip(request, settings))
+    )
+    if not allowed:
+        raise Refusal(403, p.FORBIDDEN, "QA needs loopback, or Authorization: Bearer <DEBUG_TOKEN>")
+    if request.content_type != "application/json":  # also makes a cross-site form post preflight
+        raise Refusal(415, p.INVALID_REQUEST, "Send application/json")
+    try:
+        body = await request.json()
+    except ValueError:
+        raise Refusal(400, p.INVALID_JSON, "Body is not valid JSON") from None
+    if not isinstance(body, dict):
+        raise Refusal(400, p.INVALID_JSON, "Body must be a JSON object")
+    return body
+
+
+def _validated(body: dict[str, Any], schema: Schema) -> dict[str, Any]:
+    try:
+        return p.validate(body, schema)
+    except ProtocolError as exc:
+        raise Refusal(400, exc.code, exc.message, exc.field) from None
+
+
 @qa_routes.post("/qa/identity")
 async def qa_identity(request: web.Request) -> web.Response:
     """An identity for the page's appointment tests: a customer token for a QA address.
@@ -289,24 +289,13 @@ async def qa_identity(request: web.Request) -> web.Response:
     ALLOW_UNSIGNED_EMAIL lets ``?email=`` identify, else 409.
     """
     settings = request.app[SETTINGS]
-    if not settings.qa_mode:
-        return _error(404, NOT_FOUND, "QA mode is off")
-    if request.content_type != "application/json":
-        return _error(415, p.INVALID_REQUEST, "Send application/json")
-    try:
-        body = await request.json()
-        fields = p.validate(body if isinstance(body, dict) else {}, {"email": Field(_qa_email)})
-    except ValueError:
-        return _error(400, p.INVALID_JSON, "Body is not valid JSON")
-    except ProtocolError as exc:
-        return _error(400, exc.code, exc.message, exc.field)
-    email = fields["email"]
+    email = _validated(await _qa_body(request), {"email": Field(_qa_email)})["email"]
     if settings.token_secret:
         token = mint_token(settings.token_secret, f"qa:{email}", email, CUSTOMER, QA_TOKEN_SECONDS)
         return web.json_response({"email": email, "token": token})
     if settings.allow_unsigned_email:
         return web.json_response({"email": email, "token": None})
-    return _error(
+    raise Refusal(
         409,
         "no_identity",
         "Set TOKEN_SECRET (or ALLOW_UNSIGNED_EMAIL=true) so the page can sign in a QA customer",
@@ -320,27 +309,17 @@ async def qa_appointments(request: web.Request) -> web.Response:
     Body: ``{"action": "create", date, time, employeeId, email: "qa-...@example.com", name?}``,
     ``{"action": "move", id, newDate, newTime, newEmployeeId?}`` or
     ``{"action": "cancel", id}``; ``id`` is the numeric id or the ``QA-...`` strong id.
+    A slot that is booked or held by anyone is refused (409).
     """
-    if not request.app[SETTINGS].qa_mode:
-        return _error(404, NOT_FOUND, "QA mode is off")
-    if request.content_type != "application/json":  # also makes a cross-site form post preflight
-        return _error(415, p.INVALID_REQUEST, "Send application/json")
-    try:
-        body = await request.json()
-    except ValueError:
-        return _error(400, p.INVALID_JSON, "Body is not valid JSON")
-    if not isinstance(body, dict):
-        return _error(400, p.INVALID_JSON, "Body must be a JSON object")
+    body = await _qa_body(request)
     action = ACTIONS.get(str(body.get("action")))
     if action is None:
-        return _error(400, p.INVALID_REQUEST, "action must be create, move or cancel", "action")
+        raise Refusal(400, p.INVALID_REQUEST, "action must be create, move or cancel", "action")
     schema, handler = action
     try:
-        return await handler(request, p.validate(body, schema))
-    except ProtocolError as exc:
-        return _error(400, exc.code, exc.message, exc.field)
-    except QARefused as exc:
-        return _error(exc.status, exc.code, exc.message, exc.field)
+        return await handler(request, _validated(body, schema))
     except StoreUnavailable as exc:
         log.warning("QA request failed, database unavailable: %s", exc)
-        return _error(503, p.UNAVAILABLE, "The booking database is unavailable; try again")
+        raise Refusal(
+            503, p.UNAVAILABLE, "The booking database is unavailable; try again"
+        ) from None

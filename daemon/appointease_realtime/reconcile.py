@@ -1,8 +1,9 @@
 """Background loops: lock expiry, selection expiry, and re-reading the watched days.
 
 Hooks make an update instant; reconciliation makes it certain: every interval the booked
-times of all rooms watched on this node are read in ONE query, and a room whose bookings
-changed (a lost hook, no bridge, an admin's edit) is announced exactly as a hook would.
+times of all rooms watched on this node are read (in batches of bounded size), and a room
+whose bookings changed (a lost hook, no bridge, an admin's edit) is announced exactly as a
+hook would.
 """
 
 from __future__ import annotations
@@ -30,23 +31,15 @@ async def repeat(interval: float, job: Callable[[], Awaitable[object]], name: st
         await asyncio.sleep(interval)
 
 
-async def expire_selections(node: Node) -> None:
-    """Drop selections past their TTL and announce the rooms they were in."""
-    for room in await node.broker.expire_selections():
-        await node.rooms.announce_selections(room)
-
-
-async def reconcile_rooms(node: Node) -> int:
+async def reconcile_rooms(node: Node) -> None:
     """Re-read the booked times of every locally watched room; announce the rooms that changed."""
-    rooms = list(node.hub.rooms)
+    rooms = node.hub.watched()
     began = time.perf_counter()
     booked = await node.store.booked_times(rooms) if rooms else {}
     node.metrics.reconcile_seconds.observe(time.perf_counter() - began)
     node.metrics.last_reconcile = time.time()
-    changed = [room for room in rooms if booked[room] != node.rooms.known_booked.get(room)]
-    for room in changed:
+    for room in node.rooms.changed(booked):
         node.rooms.touch(room)
-    return len(changed)
 
 
 def background_jobs(node: Node) -> list[Coroutine[None, None, None]]:
@@ -54,6 +47,6 @@ def background_jobs(node: Node) -> list[Coroutine[None, None, None]]:
     settings = node.settings
     return [
         repeat(settings.lock_sweep_interval_seconds, node.locks.sweep, "lock expiry"),
-        repeat(1.0, lambda: expire_selections(node), "selection expiry"),
+        repeat(1.0, node.selections.expire, "selection expiry"),
         repeat(settings.reconcile_interval_seconds, lambda: reconcile_rooms(node), "reconcile"),
     ]

@@ -1,9 +1,11 @@
 """Room state on the wire: availability and selections, announced once per change.
 
-A change anywhere (lock, unlock, expiry, booking) ``touch``-es its room; bursts of touches
-coalesce into one database read, published to every node. Each node turns the event into
-frames serialized once and handed to its local watchers, and sends ``slot_taken`` for times
-that became booked since it last looked.
+The one owner of what this node remembers of a room (the booked times it last told its
+watchers). A change anywhere (lock, unlock, expiry, booking) ``touch``-es its room; bursts of
+touches coalesce into one database read, published to every node. Each node turns the event
+into a frame built once for all its local watchers, and sends ``slot_taken`` for times that
+became booked since it last looked. When a room's last local watcher leaves (the hub says
+so), the room is forgotten here, so a later watcher starts from a fresh snapshot.
 """
 
 from __future__ import annotations
@@ -11,12 +13,14 @@ from __future__ import annotations
 import asyncio
 import logging
 
-from .broker import Broker, Event
-from .hub import Hub
+from .broker import Broker
+from .connection import Connection
+from .events import RoomAvailability, RoomEvent, RoomSelections
+from .hub import Hub, Watch
 from .metrics import Metrics
 from .protocol import Frame, Room, encode, reply
 from .store import Store, StoreUnavailable
-from .store.base import RoomState
+from .transport import wire
 
 log = logging.getLogger(__name__)
 
@@ -50,7 +54,7 @@ def slot_taken_frame(room: Room, time: str) -> Frame:
 
 
 class Rooms:
-    """Announces room changes cluster-wide and delivers room events to local watchers."""
+    """Who watches what (through the hub), and announcing and delivering room changes."""
 
     def __init__(self, store: Store, broker: Broker, hub: Hub, metrics: Metrics) -> None:
         self.metrics = metrics
@@ -62,11 +66,28 @@ class Rooms:
         self.tasks: set[asyncio.Task[None]] = set()
         self.stopped = False
 
+    # ---- membership ----
+
+    def watch(self, conn: Connection, room: Room, time: str | None = None) -> None:
+        """``conn`` follows ``room`` from now on (and leaves the room it watched before)."""
+        left, emptied = self.hub.join(conn, Watch(room, time))
+        if emptied and left is not None:
+            self.known_booked.pop(left, None)
+
+    def unwatch(self, conn: Connection) -> Room | None:
+        """``conn`` follows no room any more; return the room it left."""
+        left, emptied = self.hub.leave(conn)
+        if emptied and left is not None:
+            self.known_booked.pop(left, None)
+        return left
+
+    # ---- announcing ----
+
     def touch(self, room: Room) -> None:
         """Schedule one announcement of ``room``'s availability (bursts coalesce)."""
         if room in self.pending or self.stopped:
             return
-        if not self.broker.shared and room not in self.hub.rooms:
+        if not self.broker.shared and not self.hub.is_watched(room):
             return  # one process and nobody here watches: no one to tell
         self.pending.add(room)
         task = asyncio.get_running_loop().create_task(self._announce(room))
@@ -81,55 +102,44 @@ class Rooms:
         except StoreUnavailable as exc:
             log.warning("room %s not announced, database unavailable: %s", room, exc)
             return
-        await self.publish_availability(room, state)
+        await self.broker.publish(RoomAvailability(room, state.booked, state.locked))
 
-    async def publish_availability(self, room: Room, state: RoomState) -> None:
-        """Send a room's availability to every node."""
-        await self.broker.publish(
-            {
-                "kind": "availability",
-                "room": list(room),
-                "booked": state.booked,
-                "locked": state.locked,
-            }
-        )
-
-    async def announce_selections(self, room: Room) -> None:
-        """Send a room's selected times to every node."""
-        times = await self.broker.room_selections(room)
-        await self.broker.publish({"kind": "selections", "room": list(room), "slots": times})
-
-    async def snapshot(self, room: Room) -> tuple[Frame, Frame]:
-        """The two frames a new watcher gets at once: availability and selections."""
+    async def snapshot(self, room: Room) -> Frame:
+        """The availability a new watcher gets at once (remembered for ``slot_taken``)."""
         state = await self.store.room_state(room)
-        self.known_booked.setdefault(room, set(state.booked))
-        times = await self.broker.room_selections(room)
-        return availability_frame(room, state.booked, state.locked), selections_frame(room, times)
+        if self.hub.is_watched(room):
+            self.known_booked.setdefault(room, set(state.booked))
+        return availability_frame(room, state.booked, state.locked)
 
-    def forget(self, room: Room | None) -> None:
-        """Drop what this node remembers of ``room`` once nobody here watches it."""
-        if room is not None and room not in self.hub.rooms:
-            self.known_booked.pop(room, None)
+    def changed(self, booked: dict[Room, set[str]]) -> list[Room]:
+        """Rooms whose freshly read booked times differ from what their watchers were told."""
+        return [room for room, times in booked.items() if times != self.known_booked.get(room)]
 
-    def deliver(self, event: Event) -> None:
+    def resync(self) -> None:
+        """Re-read and re-announce every room watched here (events may have been missed)."""
+        for room in self.hub.watched():
+            self.touch(room)
+
+    # ---- delivering ----
+
+    def deliver(self, event: RoomEvent) -> None:
         """Turn a room event into frames for this node's watchers of that room."""
-        room = Room(str(event["room"][0]), int(event["room"][1]))
-        if room not in self.hub.rooms:
+        room = event.room
+        if not self.hub.is_watched(room):
             return
-        if event["kind"] == "selections":
-            self._fan_out(room, selections_frame(room, event["slots"]))
+        if isinstance(event, RoomSelections):
+            self._fan_out(room, selections_frame(room, event.slots))
             return
-        booked, locked = list(event["booked"]), list(event["locked"])
         known = self.known_booked.get(room)
         if known is not None:
-            for time in sorted(set(booked) - known):
+            for time in sorted(set(event.booked) - known):
                 self._fan_out(room, slot_taken_frame(room, time))
-        self.known_booked[room] = set(booked)
-        self._fan_out(room, availability_frame(room, booked, locked))
+        self.known_booked[room] = set(event.booked)
+        self._fan_out(room, availability_frame(room, event.booked, event.locked))
 
     def _fan_out(self, room: Room, frame: Frame) -> None:
-        """Serialize once, hand to every local watcher, count it."""
-        sent = self.hub.send_room(room, encode(frame))
+        """Build the frame once, hand it to every local watcher, count it."""
+        sent = self.hub.send_room(room, wire(encode(frame)))
         self.metrics.fanout.observe(sent)
         self.metrics.sent(frame["type"], sent)
 

@@ -20,13 +20,15 @@ from .auth import (
 )
 from .commands import dispatch
 from .config import Settings
-from .connection import Connection, Outbound
+from .connection import Connection
 from .keys import NODE, SETTINGS
 from .limits import RateLimiter
 from .node import Node
 from .protocol import ProtocolError, Room
+from .refusals import Refusal
 from .rooms import availability_frame
 from .store import StoreUnavailable
+from .transport import Outbound
 
 log = logging.getLogger(__name__)
 
@@ -36,20 +38,13 @@ HEARTBEAT_SECONDS = 30.0  # a peer that misses a pong is dropped within 45 s
 routes = web.RouteTableDef()
 
 
-def _json_error(status: int, code: str, message: str, field: str | None = None) -> web.Response:
-    body = {"error": message, "code": code}
-    if field:
-        body["field"] = field
-    return web.json_response(body, status=status)
-
-
 @web.middleware
 async def origin_guard(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Browsers may reach the daemon only from allowed origins; CORS headers for those."""
     settings = request.app[SETTINGS]
     origin = request.headers.get("Origin")
     if not origin_allowed(origin, settings):
-        return _json_error(403, "forbidden_origin", "Origin not allowed")
+        return Refusal(403, "forbidden_origin", "Origin not allowed").response()
     response = await handler(request)
     if origin is not None and not response.prepared:
         response.headers["Access-Control-Allow-Origin"] = origin
@@ -74,15 +69,19 @@ async def websocket(request: web.Request) -> web.StreamResponse:
     node, settings = request.app[NODE], request.app[SETTINGS]
     address = client_ip(request, settings)
     if not node.addresses.acquire(address):
-        return _json_error(429, "too_many_connections", "Too many connections from your address")
+        raise Refusal(429, "too_many_connections", "Too many connections from your address")
     try:
-        return await _serve_socket(request, ws, node, settings)
+        return await _serve_socket(request, ws, node, settings, address)
     finally:
         node.addresses.release(address)
 
 
 async def _serve_socket(
-    request: web.Request, ws: web.WebSocketResponse, node: Node, settings: Settings
+    request: web.Request,
+    ws: web.WebSocketResponse,
+    node: Node,
+    settings: Settings,
+    address: str,
 ) -> web.WebSocketResponse:
     await ws.prepare(request)
     try:
@@ -91,11 +90,16 @@ async def _serve_socket(
         await ws.close(code=exc.close_code, message=str(exc).encode()[:120])
         return ws
     client_id, resumed = node.client_id_for(identity, request.query.get("resume"))
-    outbound = Outbound(ws)
-    limiter = RateLimiter(settings.rate_limit_per_second, settings.rate_limit_burst)
-    conn = Connection(client_id, identity, outbound.put, limiter)
-    conn.closer = ws.close
-    conn.count_out = node.metrics.sent
+    outbound = Outbound(ws, request.transport)
+    conn = Connection(
+        client_id,
+        identity,
+        outbound.put,
+        closer=outbound.close,
+        limiter=RateLimiter(settings.rate_limit_per_second, settings.rate_limit_burst),
+        count_out=node.metrics.sent,
+        address=address,
+    )
     outbound.start()
     await node.connect(conn, resumed)
     conn.send(
@@ -112,11 +116,8 @@ async def _serve_socket(
     )
     try:
         async for msg in ws:
-            if msg.type == WSMsgType.TEXT:
+            if msg.type in (WSMsgType.TEXT, WSMsgType.BINARY):
                 await dispatch(node, conn, msg.data)
-            elif msg.type == WSMsgType.BINARY:
-                error = ProtocolError(p.INVALID_JSON, "Binary frames are not accepted; send JSON")
-                conn.send(p.error_frame(error))
     finally:
         await outbound.stop()
         await node.disconnect(conn)
@@ -133,12 +134,12 @@ async def debug(request: web.Request) -> web.Response:
     settings = request.app[SETTINGS]
     if settings.debug_token:
         if not bearer_matches(request, settings.debug_token):
-            return _json_error(401, "unauthorized", "Authorization: Bearer <DEBUG_TOKEN> required")
+            raise Refusal(401, "unauthorized", "Authorization: Bearer <DEBUG_TOKEN> required")
         unmasked = True
     elif is_loopback(client_ip(request, settings)):
         unmasked = False
     else:
-        return _json_error(403, "forbidden", "Set DEBUG_TOKEN to read /debug from elsewhere")
+        raise Refusal(403, "forbidden", "Set DEBUG_TOKEN to read /debug from elsewhere")
     return web.json_response(await request.app[NODE].debug_info(unmasked))
 
 
@@ -151,7 +152,7 @@ async def metrics(request: web.Request) -> web.Response:
     if not any(bearer_matches(request, t) for t in tokens) and not is_loopback(
         client_ip(request, settings)
     ):
-        return _json_error(
+        raise Refusal(
             403, "forbidden", "Metrics answer loopback, or Authorization: Bearer <METRICS_TOKEN>"
         )
     body = generate_latest(request.app[NODE].metrics.registry)
@@ -200,10 +201,12 @@ async def availability(request: web.Request) -> web.Response:
     try:
         fields = p.validate(request.query, p.ROOM_SCHEMA)
     except ProtocolError as exc:
-        return _json_error(400, exc.code, exc.message, exc.field)
+        raise Refusal(400, exc.code, exc.message, exc.field) from None
     room = Room(fields["date"], fields["employeeId"])
     try:
         state = await request.app[NODE].store.room_state(room)
     except StoreUnavailable:
-        return _json_error(503, p.UNAVAILABLE, "The booking database is unavailable; try again")
+        raise Refusal(
+            503, p.UNAVAILABLE, "The booking database is unavailable; try again"
+        ) from None
     return web.json_response(availability_frame(room, state.booked, state.locked))

@@ -1,0 +1,134 @@
+"""One client's output: frames built once, written straight to the socket while the client
+keeps up, else queued (bounded) for one writer task; every close time-boxed, then aborted.
+
+Server frames are never masked (RFC 6455, 5.1), so a fan-out builds one frame's bytes and
+writes the same bytes to every watcher's transport: no per-socket framing, no task step.
+Only public aiohttp API is used: ``request.transport``, ``ws.closed``, ``ws.send_frame`` and
+``ws.close``; the frame header is this module's own (a text frame, FIN set, no RSV bits).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import struct
+from typing import NamedTuple
+
+from aiohttp import WSMsgType, web
+
+log = logging.getLogger(__name__)
+
+OUTBOUND_LIMIT = 256  # frames queued for one client before it counts as a slow consumer
+DIRECT_WRITE_BUFFER_LIMIT = 64 * 1024  # past this many unsent bytes, frames wait in the queue
+CLOSE_TIMEOUT_SECONDS = 2.0  # a close handshake longer than this is cut: the transport aborts
+CLOSE_SLOW_CONSUMER = 1013  # "try again later": the client reconnects and resyncs
+
+_FIN_TEXT = 0x80 | WSMsgType.TEXT
+
+
+class Wire(NamedTuple):
+    """One text frame, ready to go: its payload, and the whole frame as written on the socket."""
+
+    payload: bytes
+    frame: bytes
+
+
+def wire(text: str) -> Wire:
+    """Encode ``text`` and frame it once (unmasked server text frame)."""
+    payload = text.encode()
+    size = len(payload)
+    if size < 126:
+        header = struct.pack("!BB", _FIN_TEXT, size)
+    elif size < 65536:
+        header = struct.pack("!BBH", _FIN_TEXT, 126, size)
+    else:
+        header = struct.pack("!BBQ", _FIN_TEXT, 127, size)
+    return Wire(payload, header + payload)
+
+
+class Outbound:
+    """Writes one client's frames in order; overflow closes the socket, never blocks the hub."""
+
+    def __init__(
+        self,
+        ws: web.WebSocketResponse,
+        transport: asyncio.BaseTransport | None,
+        limit: int = OUTBOUND_LIMIT,
+        buffer_limit: int = DIRECT_WRITE_BUFFER_LIMIT,
+        close_timeout: float = CLOSE_TIMEOUT_SECONDS,
+    ) -> None:
+        self.ws = ws
+        self.transport = transport if isinstance(transport, asyncio.WriteTransport) else None
+        self.buffer_limit = buffer_limit
+        self.close_timeout = close_timeout
+        self.queue: asyncio.Queue[Wire] = asyncio.Queue(limit)
+        self.overflowed = False
+        self.direct = 0  # frames written at once (the fast path)
+        self.queued = 0  # frames that waited for the writer task
+        self.writer: asyncio.Task[None] | None = None
+        self.closing: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        """Start the writer task."""
+        self.writer = asyncio.create_task(self._drain())
+
+    def put(self, item: Wire) -> None:
+        """Send a frame now if nothing waits before it, else queue it; a full queue closes."""
+        if self.overflowed or self.ws.closed:
+            return
+        transport = self.transport
+        if (
+            self.queue.empty()
+            and transport is not None
+            and not transport.is_closing()
+            and transport.get_write_buffer_size() < self.buffer_limit
+        ):
+            transport.write(item.frame)
+            self.direct += 1
+            return
+        try:
+            self.queue.put_nowait(item)
+            self.queued += 1
+        except asyncio.QueueFull:
+            self.overflowed = True
+            log.warning("closing a slow consumer: %d frames queued", self.queue.qsize())
+            self.queue = asyncio.Queue(1)  # drop what it could not read; it resyncs on reconnect
+            if self.writer is not None:
+                self.writer.cancel()
+            self.closing = asyncio.get_running_loop().create_task(
+                self.close(CLOSE_SLOW_CONSUMER, "slow consumer")
+            )
+
+    async def _drain(self) -> None:
+        while True:
+            item = await self.queue.get()
+            try:
+                await self.ws.send_frame(item.payload, WSMsgType.TEXT)
+            except (ConnectionError, RuntimeError):
+                return
+
+    async def close(self, code: int, message: str) -> None:
+        """Close with ``code``; a peer that does not complete the handshake in time (it stopped
+        reading, or vanished) has its transport aborted, so the socket never lingers."""
+        try:
+            async with asyncio.timeout(self.close_timeout):
+                await self.ws.close(code=code, message=message.encode())
+        except (TimeoutError, ConnectionError, RuntimeError):
+            pass
+        else:
+            if self.transport is None or self.transport.get_write_buffer_size() == 0:
+                return
+        self.abort()
+
+    def abort(self) -> None:
+        """Drop the connection at once, unsent bytes and all."""
+        if self.transport is not None:
+            self.transport.abort()
+
+    async def stop(self) -> None:
+        """Stop the writer task."""
+        if self.writer is not None:
+            self.writer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self.writer

@@ -1,0 +1,127 @@
+"""Transport against real aiohttp sockets: the fast path is the one taken, the queue keeps
+order when forced, frames are framed right at every length, and a close never lingers."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import os
+import socket
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+import aiohttp
+import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestServer
+
+from appointease_realtime.transport import Outbound, wire
+
+Serve = Callable[..., Awaitable[tuple[TestServer, list[Outbound]]]]
+
+
+@pytest.fixture
+async def serve() -> AsyncIterator[Serve]:
+    """A real aiohttp server whose socket handler writes ``texts`` through an Outbound."""
+    servers: list[TestServer] = []
+
+    async def start(texts: list[str], **options: Any) -> tuple[TestServer, list[Outbound]]:
+        made: list[Outbound] = []
+
+        async def handler(request: web.Request) -> web.WebSocketResponse:
+            ws = web.WebSocketResponse(compress=False)
+            await ws.prepare(request)
+            outbound = Outbound(ws, request.transport, **options)
+            made.append(outbound)
+            outbound.start()
+            for text in texts:
+                outbound.put(wire(text))
+            async for _ in ws:
+                pass
+            await outbound.stop()
+            return ws
+
+        app = web.Application()
+        app.router.add_get("/", handler)
+        server = TestServer(app)
+        await server.start_server()
+        servers.append(server)
+        return server, made
+
+    yield start
+    for server in servers:
+        await server.close()
+
+
+async def received(server: TestServer, count: int) -> list[str]:
+    async with aiohttp.ClientSession() as session, session.ws_connect(server.make_url("/")) as ws:
+        return [(await ws.receive(timeout=5)).data for _ in range(count)]
+
+
+async def test_frames_go_straight_to_the_socket(serve: Serve) -> None:
+    """If an aiohttp upgrade broke the direct write, this fails instead of slowing us down."""
+    texts = [f'{{"n":{i}}}' for i in range(50)]
+    server, made = await serve(texts)
+    assert await received(server, 50) == texts
+    (outbound,) = made
+    assert outbound.direct == 50 and outbound.queued == 0
+
+
+async def test_the_queue_keeps_order_when_the_fast_path_is_closed(serve: Serve) -> None:
+    texts = [f'{{"n":{i}}}' for i in range(50)]
+    server, made = await serve(texts, buffer_limit=0)  # the transport never "keeps up"
+    assert await received(server, 50) == texts
+    (outbound,) = made
+    assert outbound.direct == 0 and outbound.queued == 50
+
+
+@pytest.mark.parametrize("size", [0, 125, 126, 65535, 65536, 70000])
+async def test_every_length_is_framed_right(serve: Serve, size: int) -> None:
+    text = "x" * size
+    server, _ = await serve([text, "end"])
+    assert await received(server, 2) == [text, "end"]
+
+
+def test_one_frame_is_built_once_and_unmasked() -> None:
+    item = wire("hi")
+    assert item.frame == b"\x81\x02hi" and item.payload == b"hi"
+
+
+async def test_close_aborts_a_peer_that_stopped_reading() -> None:
+    """A raw TCP peer that finishes the handshake and then never reads: the close returns
+    within its time box and the socket is gone, instead of waiting for the peer forever."""
+    closed: asyncio.Future[float] = asyncio.get_running_loop().create_future()
+
+    async def handler(request: web.Request) -> web.WebSocketResponse:
+        ws = web.WebSocketResponse(compress=False)
+        await ws.prepare(request)
+        outbound = Outbound(ws, request.transport, close_timeout=0.5)
+        for _ in range(20000):  # fill every buffer between us and the peer
+            outbound.put(wire("y" * 1000))
+        began = asyncio.get_running_loop().time()
+        await outbound.close(1013, "slow consumer")
+        closed.set_result(asyncio.get_running_loop().time() - began)
+        assert request.transport is None or request.transport.is_closing()
+        return ws
+
+    app = web.Application()
+    app.router.add_get("/", handler)
+    server = TestServer(app)
+    await server.start_server()
+    try:
+        peer = socket.socket()
+        peer.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        peer.connect(("127.0.0.1", server.port))
+        key = base64.b64encode(os.urandom(16)).decode()
+        peer.sendall(
+            (
+                f"GET / HTTP/1.1\r\nHost: 127.0.0.1:{server.port}\r\nUpgrade: websocket\r\n"
+                f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n"
+                "Sec-WebSocket-Version: 13\r\n\r\n"
+            ).encode()
+        )
+        took = await asyncio.wait_for(closed, 10)
+        assert took < 2.0
+        peer.close()
+    finally:
+        await server.close()
