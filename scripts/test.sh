@@ -19,6 +19,7 @@ command -v systemd-analyze >/dev/null || missing+=(systemd)
 command -v openssl >/dev/null || missing+=(openssl)
 [ -x /usr/bin/chromium ] || missing+=(chromium)
 command -v node >/dev/null || missing+=(nodejs)
+command -v npm >/dev/null || missing+=(npm)
 command -v xgettext >/dev/null || missing+=(gettext)
 if [ ${#missing[@]} -gt 0 ]; then
   echo "installing: ${missing[*]}"
