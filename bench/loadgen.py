@@ -2,11 +2,16 @@
 
 The orchestrator (bench/run.py) starts several of these and sends each the same commands:
 
-- ``connect``: open ``n`` connections to ``port``/``path`` and wait for each one's first frame;
+- ``connect``: open ``n`` more connections to ``port``/``path`` and wait for each one's first
+  frame (``wait_seconds`` each); answers how many this process holds and what failed;
 - ``ping``: every connection sends ``ping`` and waits for its ``pong``, in a loop, for
   ``seconds``; answers the number of pongs, the window and this process's CPU time;
-- ``lock``: every connection locks then unlocks its own slot ``rounds`` times; answers the
-  round trips (seconds) of each;
+- ``lock``: closed loop: every connection locks then unlocks its own slots, the next request
+  as soon as the answer is in, ``rounds`` times or for ``seconds`` (after ``warmup``);
+  answers the lock round trips (seconds) and how many locks completed in the window;
+- ``lock_open``: open loop: lock requests arrive at ``rate`` a second (Poisson), each on a
+  slot never locked before, each sent by whichever connection is idle (then unlocked);
+  answers the round trips and how late the generator was against the schedule;
 - ``watch``: every connection sends ``watch_slot`` for one room and waits for its snapshot;
 - ``expect``: arm a predicate (``availability`` with a time held or free, or ``slot_taken``
   of a time), answer ``armed``, then answer each connection's receive time of the first
@@ -22,11 +27,13 @@ from __future__ import annotations
 
 import asyncio
 import json
-import resource
+import random
 import time
 from collections.abc import Callable
 from multiprocessing.connection import Connection as Pipe
-from typing import Any
+from typing import Any, cast
+
+from tests.processes import raise_nofile
 
 from .wsclient import WSClient, client_frame, open_client
 
@@ -35,17 +42,17 @@ CONNECT_CONCURRENCY = 32  # per process: stay under the server's listen backlog 
 PING = client_frame(b'{"type":"ping","timestamp":1700000000000}')
 
 Predicate = Callable[[bytes], bool]
-
-
-def raise_nofile() -> None:
-    """Open-files soft limit up to the hard limit (10,000 connections need it)."""
-    _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+ANSWERS = {"lock_slot": b'"slot_locked"', "unlock_slot": b'"slot_unlocked"'}
 
 
 def frame(type_: str, **fields: Any) -> bytes:
     """A client frame for ``{"type": type_, **fields}``."""
     return client_frame(json.dumps({"type": type_, **fields}, separators=(",", ":")).encode())
+
+
+def slot_of(date: str, employee: int, k: int) -> dict[str, Any]:
+    """The ``k``-th slot (a minute of the day) of ``employee`` on ``date``."""
+    return {"date": date, "time": f"{k // 60 % 24:02d}:{k % 60:02d}", "employeeId": employee}
 
 
 def availability_shows(time_: str, held: bool) -> Predicate:
@@ -94,34 +101,53 @@ class Worker:
                     self.all_matched.set_result(None)
         waiting = client.state.get("wait")
         if waiting is not None:
-            markers, future = waiting  # type: ignore[misc]
+            markers, future = cast("tuple[tuple[bytes, ...], asyncio.Future[bytes]]", waiting)
             if any(m in payload for m in markers):
                 del client.state["wait"]
+                client.state["answered_at"] = client.received_at
                 if not future.done():
                     future.set_result(payload)
 
     def wait_for(self, client: WSClient, *markers: bytes) -> asyncio.Future[bytes]:
-        """A future for the next frame of ``client`` that contains one of ``markers``."""
+        """A future for the next frame of ``client`` that contains one of ``markers``; its
+        receive time goes to ``client.state["answered_at"]``."""
         future: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
         client.state["wait"] = (markers, future)
         return future
 
     # ---- commands ----
 
-    async def connect(self, port: int, n: int, path: str = "/") -> dict[str, Any]:
+    async def connect(
+        self,
+        port: int,
+        n: int,
+        path: str = "/",
+        wait_seconds: float = 30,
+        give_up_after: int = 0,
+    ) -> dict[str, Any]:
+        """Open ``n`` more connections; with ``give_up_after``, stop trying after that many
+        failures (the rest are not attempted)."""
         gate = asyncio.Semaphore(CONNECT_CONCURRENCY)
         failures: list[str] = []
 
         async def one() -> None:
             async with gate:
+                if give_up_after and len(failures) >= give_up_after:
+                    return
                 try:
-                    client = await asyncio.wait_for(open_client(HOST, port, path, self.on_text), 30)
-                    hello = await asyncio.wait_for(client.first_text, 30)
+                    opening = open_client(HOST, port, path, self.on_text)
+                    client = await asyncio.wait_for(opening, wait_seconds)
+                except (OSError, TimeoutError) as exc:
+                    failures.append(f"connect: {exc!r}")
+                    return
+                try:
+                    hello = await asyncio.wait_for(client.first_text, wait_seconds)
                     if b'"connection"' not in hello:
                         raise ConnectionError(f"unexpected first frame: {hello[:80]!r}")
                     self.clients.append(client)
                 except (OSError, TimeoutError) as exc:
-                    failures.append(repr(exc))
+                    client.close()
+                    failures.append(f"no greeting: {exc!r}")
 
         await asyncio.gather(*(one() for _ in range(n)))
         return {"connected": len(self.clients), "failures": failures[:3], "failed": len(failures)}
@@ -139,32 +165,102 @@ class Worker:
         await asyncio.sleep(0.3)  # let the last in-flight pongs drain
         return {"pongs": pongs, "seconds": elapsed, "cpu": cpu}
 
-    async def lock(self, rounds: int, date: str, employee_base: int) -> dict[str, Any]:
+    async def request(self, client: WSClient, type_: str, slot: dict[str, Any]) -> bytes:
+        """Send one lock or unlock request and wait for its answer."""
+        reply = self.wait_for(client, ANSWERS[type_], b"_failed", b'"error"')
+        client.send(frame(type_, **slot))
+        return await asyncio.wait_for(reply, 30)
+
+    async def lock(
+        self,
+        date: str,
+        employee_base: int,
+        rounds: int = 0,
+        seconds: float = 0.0,
+        warmup: float = 0.0,
+    ) -> dict[str, Any]:
+        """Closed loop; a lock counts when its answer arrives within the measured window."""
         locks: list[float] = []
         unlocks: list[float] = []
         refused = 0
+        began = time.monotonic()
+        start = began + warmup
+        end = start + seconds if seconds else float("inf")
 
         async def client_loop(client: WSClient, employee: int) -> None:
             nonlocal refused
-            for i in range(rounds):
-                slot = {"date": date, "time": f"{9 + i % 8:02d}:{(i // 8) % 60:02d}"}
-                slot["employeeId"] = employee  # type: ignore[assignment]
-                reply = self.wait_for(client, b'"slot_locked"', b'"lock_failed"', b'"error"')
-                began = time.monotonic()
-                client.send(frame("lock_slot", **slot))
-                if b'"slot_locked"' not in await asyncio.wait_for(reply, 30):
+            i = 0
+            while (i < rounds) if rounds else (time.monotonic() < end):
+                slot = slot_of(date, employee, i % 1440)
+                i += 1
+                sent = time.monotonic()
+                answer = await self.request(client, "lock_slot", slot)
+                answered = float(client.state["answered_at"])  # type: ignore[arg-type]
+                if b'"slot_locked"' not in answer:
                     refused += 1
-                locks.append(time.monotonic() - began)
-                reply = self.wait_for(client, b'"slot_unlocked"', b'"unlock_failed"', b'"error"')
-                began = time.monotonic()
-                client.send(frame("unlock_slot", **slot))
-                await asyncio.wait_for(reply, 30)
-                unlocks.append(time.monotonic() - began)
+                if start <= answered <= end:
+                    locks.append(answered - sent)
+                sent = time.monotonic()
+                await self.request(client, "unlock_slot", slot)
+                unlocks.append(float(client.state["answered_at"]) - sent)  # type: ignore[arg-type]
 
         await asyncio.gather(
             *(client_loop(c, employee_base + i) for i, c in enumerate(self.clients))
         )
-        return {"lock": locks, "unlock": unlocks, "refused": refused}
+        window = seconds if seconds else time.monotonic() - began
+        return {"lock": locks, "unlock": unlocks, "refused": refused, "seconds": window}
+
+    async def lock_open(
+        self, rate: float, seconds: float, date: str, employee_base: int, seed: int
+    ) -> dict[str, Any]:
+        """Open loop: Poisson arrivals at ``rate``/s for ``seconds``, fresh slots, idle clients."""
+        idle: asyncio.Queue[WSClient] = asyncio.Queue()
+        for client in self.clients:
+            idle.put_nowait(client)
+        rng = random.Random(seed)
+        locks: list[float] = []
+        from_schedule: list[float] = []
+        late: list[float] = []
+        refused = 0
+        tasks: set[asyncio.Task[None]] = set()
+
+        async def one(scheduled: float, slot: dict[str, Any]) -> None:
+            nonlocal refused
+            client = await idle.get()
+            sent = time.monotonic()
+            late.append(sent - scheduled)
+            answer = await self.request(client, "lock_slot", slot)
+            answered = float(client.state["answered_at"])  # type: ignore[arg-type]
+            if b'"slot_locked"' not in answer:
+                refused += 1
+            locks.append(answered - sent)
+            from_schedule.append(answered - scheduled)
+            await self.request(client, "unlock_slot", slot)
+            idle.put_nowait(client)
+
+        began = time.monotonic()
+        due, k = began, 0
+        while True:
+            due += rng.expovariate(rate)
+            if due - began >= seconds:
+                break
+            delay = due - time.monotonic()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            task = asyncio.create_task(one(due, slot_of(date, employee_base + k // 1440, k % 1440)))
+            tasks.add(task)
+            task.add_done_callback(tasks.discard)
+            k += 1
+        if tasks:
+            await asyncio.gather(*tasks)
+        return {
+            "lock": locks,
+            "from_schedule": from_schedule,
+            "late": late,
+            "refused": refused,
+            "arrivals": k,
+            "seconds": seconds,
+        }
 
     async def watch(self, date: str, employee: int) -> dict[str, Any]:
         gate = asyncio.Semaphore(64)

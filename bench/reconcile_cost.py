@@ -14,6 +14,7 @@ import secrets
 import statistics
 import time
 from datetime import date, timedelta
+from typing import Any
 
 import pymysql
 
@@ -21,7 +22,7 @@ from appointease_realtime.config import Settings
 from appointease_realtime.protocol import Room
 from appointease_realtime.store import open_store
 
-ROOT = {"host": "127.0.0.1", "port": 3306, "user": "root", "password": ""}
+ROOT: dict[str, Any] = {"host": "127.0.0.1", "port": 3306, "user": "root", "password": ""}
 
 
 async def measure(settings: Settings, args: argparse.Namespace) -> None:

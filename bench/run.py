@@ -1,15 +1,24 @@
-"""The benchmark: how many booking pages one process holds, how fast a booking reaches them.
+"""The benchmark: the daemon against the floors of its stack, measured in the same run.
 
-    .venv/bin/python -m bench.run            # the full run (about 5 minutes)
+    .venv/bin/python -m bench.run            # the full run (a few minutes)
     .venv/bin/python -m bench.run --quick    # a tiny load, seconds (tests/test_bench_smoke.py)
 
 Needs MariaDB at 127.0.0.1:3306 (root, no password; a throw-away ``aert_bench_<random>``
 database is created, ``init-db``-ed and dropped) and, for the cross-node figure, Redis at
-127.0.0.1:6379. Every daemon is the real console script in a subprocess; the load comes from
-several generator processes (bench/loadgen.py) with many connections each. A bare aiohttp
-echo server (bench/echo_server.py) under the same load is the baseline of the throughput
-figures. Writes a table to stdout, progress to stderr and everything to
-bench/results/latest.json (or ``--out``).
+127.0.0.1:6379; ``node`` and ``npm`` for the Node floor (without them that floor is null and
+the output says why). Every daemon is the real console script in a subprocess; the load comes
+from several generator processes (bench/loadgen.py) with many connections each. Each figure
+is set beside a floor measured under the same load in the same run:
+
+- ping: a bare aiohttp echo server (bench/echo_server.py) and a bare Node ``ws`` echo server
+  (bench/ws_echo.js, ``ws`` installed from the npm registry into a temporary folder);
+- fan-out: a bare aiohttp server holding the same watchers that writes one prebuilt frame to
+  each (bench/fanout_floor.py), timed exactly like the daemon;
+- locks: the daemon's own store (its statements, its pool size) driven by the same closed
+  loop without the WebSocket and daemon layers (bench/lock_driver.py).
+
+Writes a table to stdout, progress to stderr and everything to bench/results/latest.json
+(or ``--out``): ``ratios`` (the headline ratios), ``figures`` (every number), ``machine``.
 """
 
 from __future__ import annotations
@@ -23,9 +32,10 @@ import math
 import multiprocessing as mp
 import os
 import platform
+import resource
 import secrets
+import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -39,27 +49,40 @@ from typing import Any
 import aiohttp
 import pymysql
 
+from appointease_realtime.config import load_settings
+from appointease_realtime.config import table as config_table
 from appointease_realtime.hooks import signed_request
+from tests.processes import Daemon, Server, ServerFailed, raise_nofile
 
-from .loadgen import Worker, frame, raise_nofile, worker_main
+from .loadgen import Worker, frame, worker_main
+from .lock_driver import saturate
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results"
-MYSQL = {"host": "127.0.0.1", "port": 3306, "user": "root", "password": ""}
+MYSQL: dict[str, Any] = {"host": "127.0.0.1", "port": 3306, "user": "root", "password": ""}
 REDIS_URL = "redis://127.0.0.1:6379/13"
 TOKEN_SECRET = "bench-token-secret-" + "x" * 32
 HOOK_SECRET = "whsec_" + base64.b64encode(b"appointease-bench-hook-secret-32").decode()
-DAY = "2031-03-04"
-FANOUT_EMPLOYEE, HOOK_EMPLOYEE, CROSS_EMPLOYEE, LOCK_EMPLOYEE_BASE = 7001, 7002, 7003, 10000
-CONFIG_KEYS = (
-    "HOST PORT DB_HOST DB_PORT DB_USER DB_PASSWORD DB_NAME DB_SOCKET DB_POOL_SIZE TABLE_PREFIX "
-    "SQLITE_PATH LOCK_TTL_SECONDS HOLD_LIMIT LOCK_RELEASE_GRACE_SECONDS "
-    "LOCK_SWEEP_INTERVAL_SECONDS SELECTION_TTL_SECONDS MAX_SELECTIONS_PER_CLIENT RESUME_SECRET "
-    "HOOK_SECRET RECONCILE_INTERVAL_SECONDS REDIS_URL TOKEN_SECRET ALLOW_UNSIGNED_EMAIL "
-    "DEBUG_TOKEN SITE_URL ALLOWED_ORIGINS RATE_LIMIT_PER_SECOND RATE_LIMIT_BURST "
-    "MAX_CONNECTIONS_PER_IP TRUSTED_PROXIES TLS_CERT_FILE TLS_KEY_FILE SHUTDOWN_TIMEOUT_SECONDS "
-    "QA_MODE QA_FORCE LOG_LEVEL LOG_FORMAT"
-).split()
+DAY, DRIVER_DAY = "2031-03-04", "2031-03-05"
+FANOUT_EMPLOYEE, HOOK_EMPLOYEE, CROSS_EMPLOYEE = 7001, 7002, 7003
+LOCK_EMPLOYEE_BASE, DRIVER_EMPLOYEE_BASE, OPEN_EMPLOYEE_BASE = 10000, 20000, 200000
+NOFILE_WANTED = 65536  # open files for 20,000 connections in one process, with room
+WS_PACKAGE = "ws@8"  # the Node floor's WebSocket library, from the npm registry
+CONFIG_KEYS = {entry.key for entry in config_table()}
+
+# The headline numbers (result["ratios"]) and the figures every run must report.
+REQUIRED_RATIOS = (
+    "ping_50_vs_echo",
+    "ping_500_vs_echo",
+    "fanout_1000_vs_floor_p99",
+    "fanout_5000_vs_floor_p99",
+    "lock_saturation_vs_driver",
+)
+REQUIRED_FIGURES = (
+    "lock_open_loop_p99_ms",
+    "rss_per_conn_kb_10000",
+    "max_connections_one_process",
+)
 
 
 @dataclass(frozen=True)
@@ -70,13 +93,19 @@ class Profile:
     ping_conns: tuple[int, ...] = (50, 500)
     ping_seconds: float = 5.0
     ping_warmup: float = 1.0
-    lock_clients: tuple[int, ...] = (1, 100)
-    lock_samples: int = 400  # lock round trips per client count (spread over the clients)
+    lock_single_samples: int = 400  # one client's lock round trips
+    lock_clients: int = 100  # the closed loop that finds the saturation rate
+    lock_seconds: float = 5.0
+    lock_warmup: float = 1.0
+    open_loop_share: float = 0.5  # of the daemon's saturation rate
+    open_loop_seconds: float = 10.0
     fanout_watchers: tuple[int, ...] = (100, 1000, 5000)
-    fanout_events: int = 20  # lock and unlock alternately
+    fanout_events: int = 40  # lock and unlock alternately
     hook_watchers: int = 1000
     hook_events: int = 10
     memory_conns: tuple[int, ...] = (1000, 10000)
+    max_conns: int = 20000
+    max_conns_step: int = 2500
     cross_watchers: int = 1000
     cross_events: int = 20
     event_timeout: float = 10.0
@@ -85,16 +114,21 @@ class Profile:
 FULL = Profile()
 QUICK = Profile(
     workers=2,
-    ping_conns=(4, 8),
+    ping_conns=(5, 20),
     ping_seconds=0.3,
     ping_warmup=0.1,
-    lock_clients=(1, 4),
-    lock_samples=8,
+    lock_single_samples=8,
+    lock_clients=20,
+    lock_seconds=0.5,
+    lock_warmup=0.2,
+    open_loop_seconds=1.0,
     fanout_watchers=(5, 10, 20),
-    fanout_events=2,
+    fanout_events=4,
     hook_watchers=10,
     hook_events=2,
     memory_conns=(20, 50),
+    max_conns=200,
+    max_conns_step=100,
     cross_watchers=10,
     cross_events=2,
     event_timeout=5.0,
@@ -102,26 +136,56 @@ QUICK = Profile(
 
 # Targets of one process (docs/performance.md): key -> (comparison, bound).
 TARGETS: dict[str, tuple[str, float]] = {
-    "ping_ratio_50": (">=", 0.8),
-    "ping_ratio_500": (">=", 0.8),
-    "lock_p99_ms_100": ("<", 5.0),
+    "ping_50_vs_echo": (">=", 0.8),
+    "ping_500_vs_echo": (">=", 0.8),
+    "lock_open_loop_p99_ms": ("<", 5.0),
     "fanout_p99_ms_1000": ("<", 25.0),
     "fanout_p99_ms_5000": ("<", 100.0),
-    "mem_kb_per_conn_10000": ("<=", 40.0),
+    "rss_per_conn_kb_10000": ("<=", 40.0),
 }
 
+SIZED = ("ping_conns", "fanout_watchers", "memory_conns")
 
-def figure_keys(profile: Profile) -> list[str]:
-    """Every figure a run of ``profile`` reports (each a number in the JSON)."""
+
+def nominal(attr: str, actual: int, profile: Profile) -> int:
+    """The full run's size that ``actual`` stands for in key names (the quick run is scaled
+    down; its keys keep the full run's names so every run reports the same keys)."""
+    if attr in SIZED:
+        return int(getattr(FULL, attr)[getattr(profile, attr).index(actual)])
+    return int(getattr(FULL, attr))
+
+
+def sizes(profile: Profile) -> dict[str, dict[str, int]]:
+    """For each sized part: the size a key or label names (the full run's) -> the size
+    ``profile`` uses."""
+    out: dict[str, dict[str, int]] = {}
+    for attr in SIZED:
+        pairs = zip(getattr(FULL, attr), getattr(profile, attr))  # noqa: B905
+        out[attr] = {str(n): actual for n, actual in pairs}
+    for attr in ("hook_watchers", "cross_watchers", "lock_clients", "max_conns"):
+        out[attr] = {str(getattr(FULL, attr)): getattr(profile, attr)}
+    return out
+
+
+def figure_keys() -> list[str]:
+    """Every figure a run reports (a number, or null when its part could not be measured)."""
     keys: list[str] = []
-    for n in profile.ping_conns:
-        keys += [f"ping_rps_{n}", f"echo_rps_{n}", f"ping_ratio_{n}"]
-    for n in profile.lock_clients:
-        keys += [f"lock_p50_ms_{n}", f"lock_p99_ms_{n}"]
-    for n in profile.fanout_watchers:
-        keys += [f"fanout_p50_ms_{n}", f"fanout_p99_ms_{n}"]
-    keys += [f"hook_p50_ms_{profile.hook_watchers}", f"hook_p99_ms_{profile.hook_watchers}"]
-    keys += [f"mem_kb_per_conn_{n}" for n in profile.memory_conns]
+    for n in FULL.ping_conns:
+        keys += [f"ping_rps_{n}", f"echo_rps_{n}", f"node_ws_rps_{n}"]
+        keys += [f"ping_{n}_vs_echo", f"ping_{n}_vs_node_ws"]
+    keys += ["lock_single_p50_ms", "lock_single_p99_ms"]
+    keys += ["lock_saturation_per_s", "lock_closed_p50_ms", "lock_closed_p99_ms"]
+    keys += ["lock_driver_per_s", "lock_driver_p50_ms", "lock_driver_p99_ms"]
+    keys += ["lock_saturation_vs_driver"]
+    keys += ["lock_open_loop_rate_per_s", "lock_open_loop_p50_ms", "lock_open_loop_p99_ms"]
+    for n in FULL.fanout_watchers:
+        for who in ("fanout", "floor_fanout"):
+            keys += [f"{who}_p50_ms_{n}", f"{who}_p99_ms_{n}"]
+            keys += [f"{who}_all_p50_ms_{n}", f"{who}_all_p99_ms_{n}"]
+        keys += [f"fanout_{n}_vs_floor_p50", f"fanout_{n}_vs_floor_p99"]
+    keys += [f"hook_p50_ms_{FULL.hook_watchers}", f"hook_p99_ms_{FULL.hook_watchers}"]
+    keys += [f"rss_per_conn_kb_{n}" for n in FULL.memory_conns]
+    keys += ["max_connections_one_process"]
     keys += [
         "cross_node_same_p50_ms",
         "cross_node_same_p99_ms",
@@ -147,6 +211,13 @@ def ms(seconds: float) -> float:
     return round(seconds * 1000, 3)
 
 
+def ratio(value: float | None, floor: float | None) -> float | None:
+    """``value / floor``, or None when either is missing."""
+    if value is None or floor is None or floor == 0:
+        return None
+    return round(value / floor, 3)
+
+
 def machine_busy() -> tuple[float, float]:
     """(busy, total) CPU seconds of the whole machine so far, from /proc/stat."""
     ticks = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
@@ -155,81 +226,21 @@ def machine_busy() -> tuple[float, float]:
     return (sum(ticks[:8]) - idle) / hz, sum(ticks[:8]) / hz
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
+# ---- processes: daemons, floors, py-spy, generators ----
 
 
-# ---- processes: daemons, the echo server, py-spy, generators ----
+class BenchDaemon(Daemon):
+    """The daemon as the benchmark runs it: MySQL, ready at /readyz, no inherited settings."""
 
+    ready_path = "/readyz"
+    start_seconds = 20.0
 
-class ServerFailed(RuntimeError):
-    """A server under test did not come up."""
-
-
-class Server:
-    """One server under test in a subprocess, with its pid's CPU time and RSS."""
-
-    def __init__(self, name: str, argv: list[str], env: dict[str, str], port: int) -> None:
-        self.name, self.argv, self.env, self.port = name, argv, env, port
-        self.log = Path(tempfile.mkstemp(prefix=f"aert-bench-{name}-", suffix=".log")[1])
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    def spawn(self) -> None:
-        with self.log.open("wb") as out:
-            self.proc = subprocess.Popen(
-                self.argv,
-                env=self.env,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                preexec_fn=raise_nofile,
-            )
-
-    async def start(self, wait_seconds: float = 20.0) -> None:
-        """Start the server and wait until ``/readyz`` answers 200."""
-        self.spawn()
-        assert self.proc is not None
-        deadline = time.monotonic() + wait_seconds
-        async with aiohttp.ClientSession() as session:
-            while time.monotonic() < deadline:
-                if self.proc.poll() is not None:
-                    break
-                with contextlib.suppress(aiohttp.ClientError, OSError):
-                    async with session.get(f"http://127.0.0.1:{self.port}/readyz") as resp:
-                        if resp.status == 200:
-                            return
-                await asyncio.sleep(0.1)
-        tail = self.log.read_text(errors="replace")[-1500:]
-        self.stop()
-        raise ServerFailed(f"{self.name} did not become ready: {tail.strip()}")
-
-    @property
-    def pid(self) -> int:
-        assert self.proc is not None
-        return self.proc.pid
-
-    def cpu_seconds(self) -> float:
-        """utime + stime of the process so far."""
-        fields = Path(f"/proc/{self.pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-    def rss_kb(self) -> int:
-        for line in Path(f"/proc/{self.pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-        raise RuntimeError("no VmRSS")
-
-    def stop(self) -> None:
-        if self.proc is None or self.proc.poll() is not None:
-            return
-        self.proc.send_signal(signal.SIGTERM)
-        try:
-            self.proc.wait(15)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
+    def __init__(self, workdir: Path, name: str, env: dict[str, str], command: list[str]) -> None:
+        super().__init__(workdir, command=command)
+        self.name = name
+        self.env = env  # the whole environment, so no setting leaks in from the shell
+        self.cwd = ROOT  # ``-m bench.variants`` must find the bench package
+        self.log = workdir / f"{name}-{self.port}.log"
 
 
 class Spy:
@@ -237,7 +248,6 @@ class Spy:
 
     def __init__(self, directory: Path | None) -> None:
         self.directory = directory
-        self.proc: subprocess.Popen[bytes] | None = None
 
     @contextlib.contextmanager
     def record(self, server: Server, name: str) -> Iterator[None]:
@@ -276,6 +286,10 @@ class Generators:
     def count(self) -> int:
         return len(self.pipes)
 
+    def shares(self, n: int) -> list[int]:
+        """``n`` split as evenly as possible over the generators."""
+        return [n // self.count + (1 if i < n % self.count else 0) for i in range(self.count)]
+
     def send(self, name: str, kwargs: list[dict[str, Any]] | dict[str, Any]) -> None:
         for i, pipe in enumerate(self.pipes):
             pipe.send((name, kwargs[i] if isinstance(kwargs, list) else kwargs))
@@ -295,8 +309,8 @@ class Generators:
 
     async def connect(self, ports: int | list[int], n: int, path: str = "/") -> None:
         """Open ``n`` connections spread over the generators (``ports`` per generator)."""
-        shares = [n // self.count + (1 if i < n % self.count else 0) for i in range(self.count)]
         each = ports if isinstance(ports, list) else [ports] * self.count
+        shares = self.shares(n)
         got = await self.call(
             "connect", [{"port": each[i], "n": shares[i], "path": path} for i in range(self.count)]
         )
@@ -315,6 +329,36 @@ class Generators:
                 proc.kill()
 
 
+@dataclass
+class NodeFloor:
+    """Where the Node floor's ``ws`` is installed, or why there is no Node floor."""
+
+    node_modules: Path | None
+    why_not: str = ""
+    node_version: str | None = None
+    ws_version: str | None = None
+
+
+def prepare_node(workdir: Path) -> NodeFloor:
+    """Install ``ws`` from the npm registry into ``workdir`` (nothing global)."""
+    node, npm = shutil.which("node"), shutil.which("npm")
+    if node is None or npm is None:
+        missing = " and ".join(t for t, path in (("node", node), ("npm", npm)) if path is None)
+        return NodeFloor(None, f"{missing} not found")
+    version = subprocess.run([node, "--version"], capture_output=True, text=True).stdout.strip()
+    prefix = workdir / "node"
+    argv = [npm, "install", "--prefix", str(prefix), WS_PACKAGE]
+    argv += ["--no-audit", "--no-fund", "--no-save", "--loglevel=error"]
+    try:
+        subprocess.run(argv, check=True, capture_output=True, text=True, timeout=180)
+    except subprocess.CalledProcessError as exc:
+        return NodeFloor(None, f"npm install {WS_PACKAGE} failed: {exc.stderr.strip()[-300:]}")
+    except subprocess.TimeoutExpired:
+        return NodeFloor(None, f"npm install {WS_PACKAGE} took over 180 s")
+    package = json.loads((prefix / "node_modules" / "ws" / "package.json").read_text())
+    return NodeFloor(prefix / "node_modules", "", version, str(package["version"]))
+
+
 # ---- the harness ----
 
 
@@ -324,6 +368,8 @@ class Bench:
     db_name: str
     gens: Generators
     spy: Spy
+    workdir: Path
+    node: NodeFloor
     variant: str = ""
     figures: dict[str, float | None] = field(default_factory=dict)
     details: dict[str, Any] = field(default_factory=dict)
@@ -335,9 +381,9 @@ class Bench:
     def daemon_env(self, **extra: str) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if k not in CONFIG_KEYS}
         env.update(
-            DB_HOST=MYSQL["host"],
+            DB_HOST=str(MYSQL["host"]),
             DB_PORT=str(MYSQL["port"]),
-            DB_USER=MYSQL["user"],
+            DB_USER=str(MYSQL["user"]),
             DB_PASSWORD="",
             DB_NAME=self.db_name,
             TOKEN_SECRET=TOKEN_SECRET,
@@ -351,21 +397,30 @@ class Bench:
         env.update(extra)
         return env
 
-    def daemon(self, name: str, **extra: str) -> Server:
-        port = free_port()
-        serve = ["--env-file", "/dev/null", "serve", "--host", "127.0.0.1", "--port", str(port)]
+    def daemon(self, name: str, **extra: str) -> BenchDaemon:
         if self.variant:  # the same console entry point, with bench/variants.py's patches
-            argv = [sys.executable, "-m", "bench.variants", self.variant, *serve]
+            command = [sys.executable, "-m", "bench.variants", self.variant]
         else:
-            argv = [str(Path(sys.executable).parent / "appointease-realtime"), *serve]
-        return Server(name, argv, self.daemon_env(**extra), port)
+            command = [str(Path(sys.executable).parent / "appointease-realtime")]
+        return BenchDaemon(self.workdir, name, self.daemon_env(**extra), command)
 
-    def echo(self) -> Server:
-        port = free_port()
-        argv = [sys.executable, "-m", "bench.echo_server", "--port", str(port)]
-        return Server("echo", argv, dict(os.environ), port)
+    def python_server(self, name: str, module: str) -> Server:
+        """A floor written in Python (``python -m bench.<module> --port N``)."""
+        server = Server([], self.workdir / f"{name}.log", cwd=ROOT, name=name, ready_path="/readyz")
+        server.argv = [sys.executable, "-m", f"bench.{module}", "--port", str(server.port)]
+        return server
 
-    # -- scenarios --
+    def node_echo(self) -> Server | None:
+        if self.node.node_modules is None:
+            return None
+        env = {**os.environ, "NODE_PATH": str(self.node.node_modules)}
+        log = self.workdir / "node_ws.log"
+        server = Server([], log, env=env, cwd=ROOT, name="node_ws", ready_path="/readyz")
+        node = shutil.which("node") or "node"
+        server.argv = [node, str(ROOT / "bench" / "ws_echo.js"), "--port", str(server.port)]
+        return server
+
+    # -- ping --
 
     async def ping(self, server: Server, n: int) -> float:
         """Pongs a second over ``n`` connections that each ping, wait, ping again."""
@@ -380,7 +435,7 @@ class Bench:
         server_cpu = (server.cpu_seconds() - cpu0) / wall
         machine_cpu = (machine_busy()[0] - busy0) / wall
         await self.gens.call("close", {})
-        rate = sum(r["pongs"] / r["seconds"] for r in got)
+        rate = float(sum(r["pongs"] / r["seconds"] for r in got))
         gen_cpu = sum(r["cpu"] / r["seconds"] for r in got)
         self.details[f"ping_{server.name}_{n}"] = {
             "pongs_per_second": round(rate),
@@ -396,39 +451,172 @@ class Bench:
         )
         return rate
 
-    async def locks(self, daemon: Server, n: int) -> None:
-        """Lock round trips (``lock_slot`` -> ``slot_locked``) with ``n`` concurrent clients."""
-        rounds = max(1, self.profile.lock_samples // n)
+    async def pings(self) -> None:
+        """The daemon, the aiohttp echo and the Node ws echo, each size one after the other."""
+        echo, node, daemon = self.python_server("echo", "echo_server"), self.node_echo(), None
+        if node is None:
+            self.notes.append(f"Node ws floor not measured (null): {self.node.why_not}")
+            progress(f"Node ws floor: not measured ({self.node.why_not})")
+        try:
+            await echo.start()
+            if node is not None:
+                try:
+                    await node.start()
+                except ServerFailed as exc:
+                    self.notes.append(f"Node ws floor not measured (null): {exc}")
+                    node = None
+            daemon = self.daemon("daemon")
+            await daemon.start()
+            for n in self.profile.ping_conns:
+                key = nominal("ping_conns", n, self.profile)
+                base = await self.ping(echo, n)
+                other = await self.ping(node, n) if node is not None else None
+                rate = await self.ping(daemon, n)
+                self.figures[f"echo_rps_{key}"] = round(base)
+                self.figures[f"node_ws_rps_{key}"] = None if other is None else round(other)
+                self.figures[f"ping_rps_{key}"] = round(rate)
+                self.figures[f"ping_{key}_vs_echo"] = ratio(rate, base)
+                self.figures[f"ping_{key}_vs_node_ws"] = ratio(rate, other)
+        finally:
+            for server in (echo, node, daemon):
+                if server is not None:
+                    await server.close()
+
+    # -- locks --
+
+    def employee_bases(self, first: int, n: int) -> list[int]:
+        """The first employee id of each generator's share of ``n`` clients."""
+        bases = []
+        for share in self.gens.shares(n):
+            bases.append(first)
+            first += share
+        return bases
+
+    async def lock_single(self, daemon: Server) -> None:
+        """One client: lock, unlock, again; the lock round trip."""
+        await self.gens.connect([daemon.port] * self.gens.count, 1)
+        rounds = self.profile.lock_single_samples
+        got = await self.gens.call(
+            "lock", {"date": DAY, "employee_base": LOCK_EMPLOYEE_BASE, "rounds": rounds}
+        )
+        await self.gens.call("close", {})
+        locks = [t for r in got for t in r["lock"]]
+        self.figures["lock_single_p50_ms"] = ms(percentile(locks, 50))
+        self.figures["lock_single_p99_ms"] = ms(percentile(locks, 99))
+        progress(
+            f"lock, 1 client: p50 {ms(percentile(locks, 50))} ms,"
+            f" p99 {ms(percentile(locks, 99))} ms ({len(locks)} round trips)"
+        )
+
+    async def lock_loops(self, daemon: Server) -> None:
+        """Saturation (closed loop), then an open loop at a share of it, on the same clients."""
+        p, n = self.profile, self.profile.lock_clients
         await self.gens.connect(daemon.port, n)
-        count = self.gens.count
-        shares = [n // count + (1 if i < n % count else 0) for i in range(count)]
-        bases, base = [], LOCK_EMPLOYEE_BASE + n * 10
-        for share in shares:
-            bases.append(base)
-            base += share
-        with self.spy.record(daemon, f"lock_{n}"):
+        bases = self.employee_bases(LOCK_EMPLOYEE_BASE + 1000, n)
+        cpu0, wall0, (busy0, _) = daemon.cpu_seconds(), time.monotonic(), machine_busy()
+        with self.spy.record(daemon, "lock_saturation"):
             got = await self.gens.call(
                 "lock",
-                [{"rounds": rounds, "date": DAY, "employee_base": b} for b in bases],
+                [
+                    {"date": DAY, "employee_base": b, "seconds": p.lock_seconds}
+                    | {"warmup": p.lock_warmup}
+                    for b in bases
+                ],
+            )
+        wall = time.monotonic() - wall0
+        locks = [t for r in got for t in r["lock"]]
+        rate = len(locks) / p.lock_seconds
+        self.figures["lock_saturation_per_s"] = round(rate, 1)
+        self.figures["lock_closed_p50_ms"] = ms(percentile(locks, 50))
+        self.figures["lock_closed_p99_ms"] = ms(percentile(locks, 99))
+        refused = sum(r["refused"] for r in got)
+        if refused:
+            self.notes.append(f"lock saturation: {refused} locks refused")
+        self.details["lock_saturation"] = {
+            "clients": n,
+            "seconds": p.lock_seconds,
+            "locks": len(locks),
+            "daemon_cpu_share": round((daemon.cpu_seconds() - cpu0) / wall, 3),
+            "machine_cpu_busy": round((machine_busy()[0] - busy0) / wall, 3),
+        }
+        progress(
+            f"lock saturation, {n} clients: {rate:,.0f} locks/s,"
+            f" p50 {self.figures['lock_closed_p50_ms']} ms,"
+            f" p99 {self.figures['lock_closed_p99_ms']} ms"
+        )
+
+        target = rate * p.open_loop_share
+        each = target / self.gens.count
+        with self.spy.record(daemon, "lock_open_loop"):
+            got = await self.gens.call(
+                "lock_open",
+                [
+                    {"rate": each, "seconds": p.open_loop_seconds, "date": DAY, "seed": i}
+                    | {"employee_base": OPEN_EMPLOYEE_BASE + i * 10000}
+                    for i in range(self.gens.count)
+                ],
             )
         await self.gens.call("close", {})
         locks = [t for r in got for t in r["lock"]]
-        unlocks = [t for r in got for t in r["unlock"]]
+        from_schedule = [t for r in got for t in r["from_schedule"]]
+        late = [t for r in got for t in r["late"]]
+        arrivals = sum(r["arrivals"] for r in got)
         refused = sum(r["refused"] for r in got)
         if refused:
-            self.notes.append(f"lock with {n} clients: {refused} locks refused")
-        self.figures[f"lock_p50_ms_{n}"] = ms(percentile(locks, 50))
-        self.figures[f"lock_p99_ms_{n}"] = ms(percentile(locks, 99))
-        self.details[f"lock_{n}"] = {
-            "samples": len(locks),
-            "unlock_p50_ms": ms(percentile(unlocks, 50)),
-            "unlock_p99_ms": ms(percentile(unlocks, 99)),
+            self.notes.append(f"lock open loop: {refused} locks refused")
+        self.figures["lock_open_loop_rate_per_s"] = round(target, 1)
+        self.figures["lock_open_loop_p50_ms"] = ms(percentile(locks, 50))
+        self.figures["lock_open_loop_p99_ms"] = ms(percentile(locks, 99))
+        self.details["lock_open_loop"] = {
+            "share_of_saturation": p.open_loop_share,
+            "arrivals": arrivals,
+            "arrivals_per_second": round(arrivals / p.open_loop_seconds, 1),
+            "arrival_process": "Poisson, per generator (summed: Poisson at the target rate)",
+            "slots": "each lock on a slot never locked before (a real insert), then unlocked",
+            # the round trip counted from the scheduled arrival: includes the generator's own
+            # lateness and any wait for an idle client (there are lock_clients of them)
+            "from_schedule_p99_ms": ms(percentile(from_schedule, 99)),
+            "generator_late_p99_ms": ms(percentile(late, 99)),
             "max_ms": ms(max(locks)),
         }
         progress(
-            f"lock {n} clients: p50 {ms(percentile(locks, 50))} ms,"
-            f" p99 {ms(percentile(locks, 99))} ms ({len(locks)} round trips)"
+            f"lock open loop at {target:,.0f}/s ({arrivals / p.open_loop_seconds:,.0f}/s"
+            f" arrived): p50 {self.figures['lock_open_loop_p50_ms']} ms,"
+            f" p99 {self.figures['lock_open_loop_p99_ms']} ms"
         )
+
+    async def lock_driver(self) -> None:
+        """The same closed loop straight on the daemon's store (its statements, its pool)."""
+        p, n = self.profile, self.profile.lock_clients
+        settings = load_settings(os.devnull, environ=self.daemon_env())
+        cpu0, wall0, (busy0, _) = time.process_time(), time.monotonic(), machine_busy()
+        got = await saturate(
+            settings, n, p.lock_seconds, p.lock_warmup, DRIVER_DAY, DRIVER_EMPLOYEE_BASE
+        )
+        wall = time.monotonic() - wall0
+        locks = got["lock"]
+        rate = len(locks) / p.lock_seconds
+        self.figures["lock_driver_per_s"] = round(rate, 1)
+        self.figures["lock_driver_p50_ms"] = ms(percentile(locks, 50))
+        self.figures["lock_driver_p99_ms"] = ms(percentile(locks, 99))
+        self.figures["lock_saturation_vs_driver"] = ratio(
+            self.figures.get("lock_saturation_per_s"), rate
+        )
+        if got["refused"]:
+            self.notes.append(f"lock driver loop: {got['refused']} locks refused")
+        self.details["lock_driver"] = {
+            "clients": n,
+            "db_pool_size": settings.db_pool_size,
+            "statements": "Store.acquire_lock + Store.release_lock (the daemon's own store)",
+            "process_cpu_share": round((time.process_time() - cpu0) / wall, 3),
+            "machine_cpu_busy": round((machine_busy()[0] - busy0) / wall, 3),
+        }
+        progress(
+            f"lock driver loop, {n} tasks, pool {settings.db_pool_size}: {rate:,.0f} locks/s,"
+            f" p50 {self.figures['lock_driver_p50_ms']} ms"
+        )
+
+    # -- room events --
 
     async def trigger_client(self, port: int) -> tuple[Worker, Any]:
         trigger = Worker(None)  # type: ignore[arg-type]
@@ -438,7 +626,8 @@ class Bench:
     async def room_events(
         self, trigger_port: int, employee: int, events: int, name: str, server: Server
     ) -> tuple[list[float], list[float]]:
-        """Lock/unlock a slot of the watched room ``events`` times; per-watcher latencies."""
+        """Lock/unlock a slot of the watched room ``events`` times: the latency of every
+        delivery, and of the last watcher of each event (all reached)."""
         trigger, client = await self.trigger_client(trigger_port)
         latencies: list[float] = []
         reach_all: list[float] = []
@@ -475,35 +664,57 @@ class Bench:
             self.notes.append(f"{name}: {missing} deliveries missing after the timeout")
         return latencies, reach_all
 
-    async def fanout(self, daemon: Server, n: int) -> None:
-        """One room event to all of ``n`` watchers."""
-        await self.gens.connect(daemon.port, n)
+    async def fanout(self, server: Server, n: int, who: str) -> None:
+        """One room event to all of ``n`` watchers; ``who`` names the figures."""
+        key = nominal("fanout_watchers", n, self.profile)
+        await self.gens.connect(server.port, n)
         await self.gens.call("watch", {"date": DAY, "employee": FANOUT_EMPLOYEE})
         latencies, reach_all = await self.room_events(
-            daemon.port, FANOUT_EMPLOYEE, self.profile.fanout_events, f"fanout_{n}", daemon
+            server.port, FANOUT_EMPLOYEE, self.profile.fanout_events, f"{who}_{n}", server
         )
         await self.gens.call("close", {})
-        self.figures[f"fanout_p50_ms_{n}"] = ms(percentile(latencies, 50))
-        self.figures[f"fanout_p99_ms_{n}"] = ms(percentile(latencies, 99))
-        self.details[f"fanout_{n}"] = {
+        self.figures[f"{who}_p50_ms_{key}"] = ms(percentile(latencies, 50))
+        self.figures[f"{who}_p99_ms_{key}"] = ms(percentile(latencies, 99))
+        self.figures[f"{who}_all_p50_ms_{key}"] = ms(percentile(reach_all, 50))
+        self.figures[f"{who}_all_p99_ms_{key}"] = ms(percentile(reach_all, 99))
+        self.details[f"{who}_{key}"] = {
+            "watchers": n,
+            "events": len(reach_all),
             "deliveries": len(latencies),
-            "last_watcher_p50_ms": ms(percentile(reach_all, 50)),
-            "last_watcher_max_ms": ms(max(reach_all)),
+            "all_reached_max_ms": ms(max(reach_all)),
         }
         progress(
-            f"fan-out to {n} watchers: p50 {ms(percentile(latencies, 50))} ms,"
-            f" p99 {ms(percentile(latencies, 99))} ms,"
-            f" all reached (median event) {ms(percentile(reach_all, 50))} ms"
+            f"{'daemon' if who == 'fanout' else 'floor'} fan-out to {n} watchers:"
+            f" each p50 {ms(percentile(latencies, 50))} / p99 {ms(percentile(latencies, 99))} ms,"
+            f" all reached p50 {ms(percentile(reach_all, 50))}"
+            f" / p99 {ms(percentile(reach_all, 99))} ms"
         )
+
+    async def fanouts(self, daemon: Server) -> None:
+        """The daemon and the bare floor, one after the other at each size."""
+        floor = self.python_server("fanout_floor", "fanout_floor")
+        await floor.start()
+        try:
+            for n in self.profile.fanout_watchers:
+                key = nominal("fanout_watchers", n, self.profile)
+                await self.fanout(daemon, n, "fanout")
+                await self.fanout(floor, n, "floor_fanout")
+                for q in ("p50", "p99"):
+                    self.figures[f"fanout_{key}_vs_floor_{q}"] = ratio(
+                        self.figures[f"fanout_all_{q}_ms_{key}"],
+                        self.figures[f"floor_fanout_all_{q}_ms_{key}"],
+                    )
+        finally:
+            await floor.close()
 
     async def hooks(self, daemon: Server, n: int) -> None:
         """Insert a booking by SQL, POST its signed hook, time ``slot_taken`` at ``n`` watchers."""
         await self.gens.connect(daemon.port, n)
         await self.gens.call("watch", {"date": DAY, "employee": HOOK_EMPLOYEE})
-        db = pymysql.connect(**MYSQL, database=self.db_name, autocommit=True)  # type: ignore[arg-type]
+        db = pymysql.connect(**MYSQL, database=self.db_name, autocommit=True)
         latencies: list[float] = []
         missing = 0
-        url = f"http://127.0.0.1:{daemon.port}/hooks/booking"
+        url = f"{daemon.url}/hooks/booking"
         async with aiohttp.ClientSession() as session:
             with self.spy.record(daemon, f"hook_{n}"):
                 for i in range(self.profile.hook_events):
@@ -548,15 +759,19 @@ class Bench:
         await self.gens.call("close", {})
         if missing:
             self.notes.append(f"hook to {n} watchers: {missing} slot_taken missing")
-        self.figures[f"hook_p50_ms_{n}"] = ms(percentile(latencies, 50))
-        self.figures[f"hook_p99_ms_{n}"] = ms(percentile(latencies, 99))
+        key = FULL.hook_watchers
+        self.figures[f"hook_p50_ms_{key}"] = ms(percentile(latencies, 50))
+        self.figures[f"hook_p99_ms_{key}"] = ms(percentile(latencies, 99))
         progress(
             f"hook to {n} watchers: p50 {ms(percentile(latencies, 50))} ms,"
             f" p99 {ms(percentile(latencies, 99))} ms"
         )
 
+    # -- connections --
+
     async def memory(self, n: int) -> None:
         """RSS growth of a fresh daemon per idle connection, over ``n`` connections."""
+        key = nominal("memory_conns", n, self.profile)
         daemon = self.daemon(f"memory-{n}")
         await daemon.start()
         try:
@@ -571,10 +786,11 @@ class Bench:
             after = daemon.rss_kb()
             await self.gens.call("close", {})
         finally:
-            daemon.stop()
+            await daemon.close()
         per = (after - before) / n
-        self.figures[f"mem_kb_per_conn_{n}"] = round(per, 2)
-        self.details[f"memory_{n}"] = {
+        self.figures[f"rss_per_conn_kb_{key}"] = round(per, 2)
+        self.details[f"memory_{key}"] = {
+            "connections": n,
             "rss_before_kb": before,
             "rss_after_kb": after,
             "connect_seconds": round(opened, 2),
@@ -584,10 +800,76 @@ class Bench:
             f" (RSS {before / 1024:.0f} -> {after / 1024:.0f} MB, opened in {opened:.1f} s)"
         )
 
+    async def max_connections(self) -> None:
+        """How many connections one daemon process holds: open them in steps up to the target;
+        at the first step with failures, stop and say why."""
+        p = self.profile
+        daemon = self.daemon("max-connections")
+        await daemon.start()
+        reached, why = 0, ""
+        failures: list[str] = []
+        began = time.monotonic()
+        try:
+            while reached < p.max_conns:
+                shares = self.gens.shares(min(p.max_conns_step, p.max_conns - reached))
+                got = await self.gens.call(
+                    "connect",
+                    [
+                        {"port": daemon.port, "n": share, "wait_seconds": 5.0}
+                        | {"give_up_after": 8}
+                        for share in shares
+                    ],
+                )
+                reached = sum(r["connected"] for r in got)
+                failures = [f for r in got for f in r["failures"]]
+                if failures or not daemon.alive():
+                    why = self.why_stopped(daemon, reached, failures)
+                    break
+            else:
+                why = f"the target ({p.max_conns:,}) was reached; more was not tried"
+            seconds = time.monotonic() - began
+            held = {
+                "rss_kb": daemon.rss_kb() if daemon.alive() else None,
+                "open_files": daemon.open_files() if daemon.alive() else None,
+                "open_files_limit": daemon.open_files_limit() if daemon.alive() else None,
+            }
+            await self.gens.call("close", {})
+        finally:
+            await daemon.close(timeout=60)
+        self.figures["max_connections_one_process"] = reached
+        self.details["max_connections"] = {
+            "target": p.max_conns,
+            "reached": reached,
+            "stopped_because": why,
+            "seconds": round(seconds, 1),
+            "generator_failures": failures[:3],
+            **held,
+        }
+        self.notes.append(f"max connections of one process: {reached:,}; {why}")
+        progress(f"max connections: {reached:,} in {seconds:.1f} s; {why}")
+
+    @staticmethod
+    def why_stopped(daemon: Server, reached: int, failures: list[str]) -> str:
+        """A best guess, from the daemon's state and log, at why connections stopped."""
+        parts = [f"connections failed past {reached:,}"]
+        if failures:
+            parts.append(f"the generator saw {failures[0]}")
+        if not daemon.alive():
+            parts.append(f"the daemon exited: {daemon.log_tail(5)}")
+            return "; ".join(parts)
+        files, limit = daemon.open_files(), daemon.open_files_limit()
+        parts.append(f"the daemon holds {files:,} open files of its limit {limit:,}")
+        log = daemon.log.read_text(errors="replace") if daemon.log.exists() else ""
+        if "Too many open files" in log:
+            parts.append("its log says 'Too many open files'")
+        elif files >= limit - 16:
+            parts.append("it is at its open-files limit")
+        return "; ".join(parts)
+
     async def cross_node(self) -> None:
         """Two daemons on Redis: watchers on the other node vs on the trigger's node."""
         n, events = self.profile.cross_watchers, self.profile.cross_events
-        keys = [k for k in figure_keys(self.profile) if k.startswith("cross_node")]
+        keys = [k for k in figure_keys() if k.startswith("cross_node")]
         try:
             import redis
 
@@ -601,18 +883,16 @@ class Bench:
             return
         a = self.daemon("node-a", REDIS_URL=REDIS_URL)
         b = self.daemon("node-b", REDIS_URL=REDIS_URL)
-        try:
-            await a.start()
-            await b.start()
-        except ServerFailed as exc:
-            a.stop()
-            b.stop()
-            self.notes.append(f"cross-node not measured: {exc}")
-            self.figures.update(dict.fromkeys(keys))
-            progress("cross-node: not measured (a daemon with REDIS_URL did not start)")
-            return
         results: dict[str, list[float]] = {}
         try:
+            try:
+                await a.start()
+                await b.start()
+            except ServerFailed as exc:
+                self.notes.append(f"cross-node not measured: {exc}")
+                self.figures.update(dict.fromkeys(keys))
+                progress("cross-node: not measured (a daemon with REDIS_URL did not start)")
+                return
             for where, server in (("other", b), ("same", a)):
                 await self.gens.connect(server.port, n)
                 await self.gens.call("watch", {"date": DAY, "employee": CROSS_EMPLOYEE})
@@ -622,23 +902,23 @@ class Bench:
                 await self.gens.call("close", {})
                 results[where] = latencies
         finally:
-            a.stop()
-            b.stop()
+            await a.close()
+            await b.close()
         for where, latencies in results.items():
             self.figures[f"cross_node_{where}_p50_ms"] = ms(percentile(latencies, 50))
             self.figures[f"cross_node_{where}_p99_ms"] = ms(percentile(latencies, 99))
-        single = self.profile.fanout_watchers
-        if n in single:  # the extra over one process with the in-memory broker, same watchers
-            base50, base99 = self.figures[f"fanout_p50_ms_{n}"], self.figures[f"fanout_p99_ms_{n}"]
-            basis = f"one process, {n} watchers (fanout_*_{n})"
-        else:
+        base50 = base99 = None
+        if n in self.profile.fanout_watchers:  # the one-process fan-out to as many watchers
+            key = nominal("fanout_watchers", n, self.profile)
+            base50 = self.figures.get(f"fanout_p50_ms_{key}")
+            base99 = self.figures.get(f"fanout_p99_ms_{key}")
+            basis = f"one process, {n} watchers (fanout_*_ms_{key})"
+        if base50 is None or base99 is None:
             base50 = self.figures["cross_node_same_p50_ms"]
             base99 = self.figures["cross_node_same_p99_ms"]
             basis = "watchers on the trigger's node"
-        other50, other99 = (
-            self.figures["cross_node_other_p50_ms"],
-            self.figures["cross_node_other_p99_ms"],
-        )
+        other50 = self.figures["cross_node_other_p50_ms"]
+        other99 = self.figures["cross_node_other_p99_ms"]
         assert None not in (base50, base99, other50, other99)
         self.figures["cross_node_extra_p50_ms"] = round(other50 - base50, 3)  # type: ignore[operator]
         self.figures["cross_node_extra_p99_ms"] = round(other99 - base99, 3)  # type: ignore[operator]
@@ -652,37 +932,26 @@ class Bench:
     async def run(self, only: set[str]) -> None:
         p = self.profile
         if "ping" in only:
-            echo = self.echo()
-            daemon = self.daemon("daemon")
-            await echo.start()
-            await daemon.start()
-            try:
-                for n in p.ping_conns:
-                    base = await self.ping(echo, n)
-                    rate = await self.ping(daemon, n)
-                    self.figures[f"echo_rps_{n}"] = round(base)
-                    self.figures[f"ping_rps_{n}"] = round(rate)
-                    self.figures[f"ping_ratio_{n}"] = round(rate / base, 3)
-            finally:
-                echo.stop()
-                daemon.stop()
+            await self.pings()
         if only & {"lock", "fanout", "hook"}:
             daemon = self.daemon("daemon")
             await daemon.start()
             try:
                 if "lock" in only:
-                    for n in p.lock_clients:
-                        await self.locks(daemon, n)
+                    await self.lock_single(daemon)
+                    await self.lock_loops(daemon)
+                    await self.lock_driver()
                 if "fanout" in only:
-                    for n in p.fanout_watchers:
-                        await self.fanout(daemon, n)
+                    await self.fanouts(daemon)
                 if "hook" in only:
                     await self.hooks(daemon, p.hook_watchers)
             finally:
-                daemon.stop()
+                await daemon.close()
         if "memory" in only:
             for n in p.memory_conns:
                 await self.memory(n)
+        if "maxconn" in only:
+            await self.max_connections()
         if "cross" in only:
             await self.cross_node()
 
@@ -690,7 +959,7 @@ class Bench:
 # ---- machine, output ----
 
 
-def machine(db_version: str) -> dict[str, Any]:
+def machine(db_version: str, node: NodeFloor) -> dict[str, Any]:
     cpu = "unknown"
     for line in Path("/proc/cpuinfo").read_text().splitlines():
         if line.startswith("model name"):
@@ -707,72 +976,153 @@ def machine(db_version: str) -> dict[str, Any]:
         "kernel": platform.release(),
         "python": platform.python_version(),
         "aiohttp": aiohttp.__version__,
+        "node": node.node_version,
+        "ws": node.ws_version,
         "mariadb": db_version,
+        "open_files_limit": resource.getrlimit(resource.RLIMIT_NOFILE)[0],
         "load_average": [round(x, 2) for x in os.getloadavg()],
         # the machine's CPU use over one second before the run: others' load skews everything
         "busy_before_run": round((busy1 - busy0) / (total1 - total0), 3),
     }
 
 
-def table(result: dict[str, Any]) -> str:
-    figures = result["figures"]
-    lines = ["| figure | value | vs. bare echo / target | met |", "| --- | --- | --- | --- |"]
+def describe_machine(result: dict[str, Any]) -> str:
+    m = result["machine"]
+    why = result.get("node_floor_missing") or "not measured"
+    node = f"node {m['node']} + ws {m['ws']}" if m.get("ws") else f"Node floor: {why}"
+    return (
+        f"machine: {m['nproc']} cores ({m['cpu']}), {m['ram_gb']} GB RAM, Linux {m['kernel']};"
+        f" Python {m['python']}, aiohttp {m['aiohttp']}, {node}, MariaDB {m['mariadb']};"
+        f" load average {m['load_average'][0]}, {m['busy_before_run']:.0%} busy before the run"
+    )
 
-    def verdict(key: str) -> tuple[str, str]:
+
+def table(result: dict[str, Any]) -> str:
+    """The figures as a Markdown table: each with its floor (same run) and the ratio."""
+    figures: dict[str, float | None] = result["figures"]
+    scaled: dict[str, dict[str, int]] = result["sizes"]
+    lines = [
+        "| figure | value | floor (same run) | ratio | target |",
+        "| --- | --- | --- | --- | --- |",
+    ]
+
+    def shown(key: str, unit: str) -> str:
+        value = figures.get(key)
+        if value is None:
+            return "not measured"
+        if unit.endswith("/s"):
+            return f"{value:,.0f}{unit}"
+        return f"{value:,.2f} {unit}".strip() if unit else f"{value:,.0f}"
+
+    def target(key: str) -> str:
         if key not in TARGETS or figures.get(key) is None:
-            return "", ""
+            return ""
         op, bound = TARGETS[key]
         value = figures[key]
-        ok = {">=": value >= bound, "<": value < bound, "<=": value <= bound}[op]
-        return f"target {op} {bound:g}", "yes" if ok else "**no**"
+        ok = {">=": value >= bound, "<": value < bound, "<=": value <= bound}[op]  # type: ignore[operator]
+        return f"{op} {bound:g}: {'met' if ok else '**not met**'}"
 
-    def row(label: str, key: str, unit: str, extra: str = "") -> None:
-        value = figures.get(key)
-        shown = "not measured" if value is None else f"{value:,.2f} {unit}".strip()
-        target, met = verdict(key)
-        lines.append(f"| {label} | {shown} | {' '.join(x for x in (extra, target) if x)} | {met} |")
+    def row(
+        label: str,
+        key: str,
+        unit: str,
+        floor: tuple[str, str] | None = None,
+        ratio_key: str | None = None,
+        target_key: str | None = None,
+    ) -> None:
+        if key not in figures:
+            return
+        floor_text, times = "", ""
+        if floor is not None:
+            name, floor_key = floor
+            floor_text = f"{name} {shown(floor_key, unit)}"
+            r = figures.get(ratio_key) if ratio_key else ratio(figures[key], figures[floor_key])
+            times = "" if r is None else f"{r:.2f}x"
+        lines.append(
+            f"| {label} | {shown(key, unit)} | {floor_text} | {times}"
+            f" | {target(target_key or ratio_key or key)} |"
+        )
 
-    profile = Profile(
-        **{k: tuple(v) if isinstance(v, list) else v for k, v in result["profile"].items()}
+    def size(attr: str, n: int) -> str:
+        actual = scaled.get(attr, {}).get(str(n), n)
+        return f"{n:,}" if actual == n else f"{n:,} (quick: {actual})"
+
+    for n in FULL.ping_conns:
+        label = f"ping round trips/s, {size('ping_conns', n)} conns"
+        row(label, f"ping_rps_{n}", "/s", ("aiohttp echo", f"echo_rps_{n}"), f"ping_{n}_vs_echo")
+        if figures.get(f"node_ws_rps_{n}") is None and f"ping_rps_{n}" in figures:
+            why = result.get("node_floor_missing") or "not measured"
+            lines.append(f"| {label} | {shown(f'ping_rps_{n}', '/s')} | Node ws: {why} | | |")
+        else:
+            row(label, f"ping_rps_{n}", "/s", ("Node ws echo", f"node_ws_rps_{n}"))
+    clients = size("lock_clients", FULL.lock_clients)
+    pool = result["details"].get("lock_driver", {}).get("db_pool_size", "?")
+    driver = f"store loop (pool {pool})"
+    row(
+        f"lock saturation, {clients} clients, closed loop",
+        "lock_saturation_per_s",
+        " locks/s",
+        (driver, "lock_driver_per_s"),
+        "lock_saturation_vs_driver",
     )
-    for n in profile.ping_conns:
-        if figures.get(f"ping_rps_{n}") is not None:
-            target, met = verdict(f"ping_ratio_{n}")
-            lines.append(
-                f"| ping round trips/s, {n} conns | {figures[f'ping_rps_{n}']:,.0f}/s"
-                f" | {figures[f'ping_ratio_{n}']:.2f}x echo ({figures[f'echo_rps_{n}']:,.0f}/s)"
-                f"{'; ' + target if target else ''} | {met} |"
-            )
-    for n in profile.lock_clients:
-        for q in ("p50", "p99"):
-            if f"lock_{q}_ms_{n}" in figures:
-                row(f"lock round trip {q}, {n} client(s)", f"lock_{q}_ms_{n}", "ms")
-    for n in profile.fanout_watchers:
-        for q in ("p50", "p99"):
-            if f"fanout_{q}_ms_{n}" in figures:
-                row(f"room event to {n:,} watchers, {q}", f"fanout_{q}_ms_{n}", "ms")
-    n = profile.hook_watchers
     for q in ("p50", "p99"):
-        if f"hook_{q}_ms_{n}" in figures:
-            row(f"hook to slot_taken, {n:,} watchers, {q}", f"hook_{q}_ms_{n}", "ms")
-    for n in profile.memory_conns:
-        if f"mem_kb_per_conn_{n}" in figures:
-            row(f"RSS per idle connection, {n:,} conns", f"mem_kb_per_conn_{n}", "KB")
+        row(
+            f"lock round trip {q}, {clients} clients, closed loop",
+            f"lock_closed_{q}_ms",
+            "ms",
+            (driver, f"lock_driver_{q}_ms"),
+        )
+    rate = figures.get("lock_open_loop_rate_per_s")
+    at = f"{rate:,.0f}/s" if rate is not None else "?"
+    share = result["profile"]["open_loop_share"]
+    for q in ("p50", "p99"):
+        row(
+            f"lock round trip {q}, open loop at {at} ({share:.0%} of saturation)",
+            f"lock_open_loop_{q}_ms",
+            "ms",
+        )
+    for q in ("p50", "p99"):
+        row(f"lock round trip {q}, 1 client", f"lock_single_{q}_ms", "ms")
+    for n in FULL.fanout_watchers:
+        for q in ("p50", "p99"):
+            row(
+                f"room event, all {size('fanout_watchers', n)} watchers reached, {q}",
+                f"fanout_all_{q}_ms_{n}",
+                "ms",
+                ("bare aiohttp", f"floor_fanout_all_{q}_ms_{n}"),
+                f"fanout_{n}_vs_floor_{q}",
+            )
+        for q in ("p50", "p99"):
+            row(
+                f"room event to {size('fanout_watchers', n)} watchers, each delivery {q}",
+                f"fanout_{q}_ms_{n}",
+                "ms",
+                ("bare aiohttp", f"floor_fanout_{q}_ms_{n}"),
+            )
+    n = FULL.hook_watchers
+    for q in ("p50", "p99"):
+        label = f"hook to slot_taken, {size('hook_watchers', n)} watchers, {q}"
+        row(label, f"hook_{q}_ms_{n}", "ms")
+    for n in FULL.memory_conns:
+        label = f"RSS per idle connection, {size('memory_conns', n)} conns"
+        row(label, f"rss_per_conn_kb_{n}", "KB")
+    tried = size("max_conns", FULL.max_conns)
+    row(f"connections one process holds (tried {tried})", "max_connections_one_process", "")
+    cross = size("cross_watchers", FULL.cross_watchers)
     for key, label in (
-        ("cross_node_other_p50_ms", "cross-node event, watchers on the other node, p50"),
-        ("cross_node_other_p99_ms", "cross-node event, watchers on the other node, p99"),
+        ("cross_node_other_p50_ms", f"cross-node event, {cross} watchers on the other node, p50"),
+        ("cross_node_other_p99_ms", f"cross-node event, {cross} watchers on the other node, p99"),
         ("cross_node_same_p50_ms", "same setup, watchers on the trigger's node, p50"),
         ("cross_node_same_p99_ms", "same setup, watchers on the trigger's node, p99"),
         ("cross_node_extra_p50_ms", "extra latency of cross-node fan-out, p50"),
         ("cross_node_extra_p99_ms", "extra latency of cross-node fan-out, p99"),
     ):
-        if key in figures:
-            row(label, key, "ms")
+        row(label, key, "ms")
     return "\n".join(lines)
 
 
 def mysql_admin(statement: str) -> str:
-    conn = pymysql.connect(**MYSQL, autocommit=True, connect_timeout=3)  # type: ignore[arg-type]
+    conn = pymysql.connect(**MYSQL, autocommit=True, connect_timeout=3)
     try:
         with conn.cursor() as cur:
             cur.execute(statement)
@@ -782,36 +1132,45 @@ def mysql_admin(statement: str) -> str:
         conn.close()
 
 
-def init_db(db_name: str, env: dict[str, str]) -> None:
+def init_db(env: dict[str, str]) -> None:
     script = Path(sys.executable).parent / "appointease-realtime"
     subprocess.run(
-        [str(script), "--env-file", "/dev/null", "init-db"],
+        [str(script), "--env-file", os.devnull, "init-db"],
         env=env,
         check=True,
         stdout=subprocess.DEVNULL,
     )
 
 
+PARTS = ("ping", "lock", "fanout", "hook", "memory", "maxconn", "cross")
+
+
 async def main_async(args: argparse.Namespace) -> dict[str, Any]:
     profile = QUICK if args.quick else FULL
     if args.workers:
         profile = replace(profile, workers=args.workers)
-    only = (
-        set(args.only.split(","))
-        if args.only
-        else {"ping", "lock", "fanout", "hook", "memory", "cross"}
-    )
-    raise_nofile()
+    only = set(args.only.split(",")) if args.only else set(PARTS)
+    unknown = only - set(PARTS)
+    if unknown:
+        raise SystemExit(f"--only: unknown part(s) {', '.join(sorted(unknown))}")
+    nofile = raise_nofile(NOFILE_WANTED)  # inherited by daemons, floors and generators
+    workdir = Path(tempfile.mkdtemp(prefix="aert-bench-"))
     db_name = f"aert_bench_{secrets.token_hex(4)}"
-    db_version = mysql_admin("SELECT VERSION()")
-    host = machine(db_version)
+    node = prepare_node(workdir) if "ping" in only else NodeFloor(None, "ping not run")
+    host = machine(mysql_admin("SELECT VERSION()"), node)
     mysql_admin(f"CREATE DATABASE {db_name}")
     gens = Generators(profile.workers)
-    bench = Bench(profile, db_name, gens, Spy(Path(args.py_spy) if args.py_spy else None))
-    bench.variant = args.variant or ""
+    spy = Spy(Path(args.py_spy) if args.py_spy else None)
+    bench = Bench(profile, db_name, gens, spy, workdir, node, variant=args.variant or "")
+    if nofile < NOFILE_WANTED:
+        bench.notes.append(
+            f"open-files limit {nofile:,}: the hard limit could not be raised to"
+            f" {NOFILE_WANTED:,} (that needs root with CAP_SYS_RESOURCE, or a higher"
+            " `ulimit -Hn` before the run); every process of the run has at most that many"
+        )
     began = time.time()
     try:
-        init_db(db_name, bench.daemon_env())
+        init_db(bench.daemon_env())
         progress(
             f"{'quick' if args.quick else 'full'} run, {profile.workers} generator processes,"
             f" database {db_name}{', variant ' + bench.variant if bench.variant else ''}"
@@ -820,6 +1179,8 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
     finally:
         gens.stop()
         mysql_admin(f"DROP DATABASE IF EXISTS {db_name}")
+        shutil.rmtree(workdir, ignore_errors=True)
+    figures = {k: bench.figures[k] for k in figure_keys() if k in bench.figures}
     return {
         "started": time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(began)),
         "seconds": round(time.time() - began, 1),
@@ -827,7 +1188,17 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
         "variant": bench.variant or None,
         "machine": host,
         "profile": asdict(profile),
-        "figures": bench.figures,
+        # the size each figure's key names (the full run's) -> the size this run used
+        "sizes": sizes(profile),
+        "ratios": {k: bench.figures.get(k) for k in REQUIRED_RATIOS},
+        "figures": figures,
+        "floors": {
+            "echo": "bench/echo_server.py: bare aiohttp WebSocket echo, same load as the daemon",
+            "node_ws": f"bench/ws_echo.js on Node's {WS_PACKAGE} (npm registry), same load",
+            "floor_fanout": "bench/fanout_floor.py: bare aiohttp, one prebuilt frame per watcher",
+            "lock_driver": "bench/lock_driver.py: the daemon's Store, same pool, no socket layer",
+        },
+        "node_floor_missing": node.why_not or None,
         "targets": {k: f"{op} {bound:g}" for k, (op, bound) in TARGETS.items()},
         "details": bench.details,
         "notes": bench.notes,
@@ -839,9 +1210,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="a tiny load (the smoke test)")
     parser.add_argument("--out", default=str(RESULTS / "latest.json"), help="the JSON file")
     parser.add_argument("--workers", type=int, help="generator processes")
-    parser.add_argument(
-        "--only", help="comma-separated subset of ping,lock,fanout,hook,memory,cross"
-    )
+    parser.add_argument("--only", help=f"comma-separated subset of {','.join(PARTS)}")
     parser.add_argument("--py-spy", help="record the daemon with py-spy into this directory")
     parser.add_argument(
         "--variant", help="run the daemon through bench/variants.py with these patches"
@@ -851,7 +1220,12 @@ def main(argv: list[str] | None = None) -> int:
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2) + "\n")
+    print(describe_machine(result))
+    if args.quick:
+        print("quick run: a tiny load, sizes scaled down (in parentheses); not a measurement")
+    print()
     print(table(result))
+    print()
     for note in result["notes"]:
         print(f"note: {note}")
     progress(f"wrote {out} ({result['seconds']} s)")

@@ -108,10 +108,14 @@ class WSClient(asyncio.Protocol):
             status = bytes(self.buffer[:12])
             del self.buffer[: end + 4]
             if not status.startswith(b"HTTP/1.1 101"):
-                self.opened.set_exception(ConnectionError(f"upgrade refused: {status!r}"))
+                if not self.opened.done():
+                    self.opened.set_exception(ConnectionError(f"upgrade refused: {status!r}"))
                 self.close()
                 return
             self.upgraded = True
+            if self.opened.done():  # the opener gave up waiting (timeout): drop the connection
+                self.close()
+                return
             self.opened.set_result(None)
         self._frames()
 
@@ -164,6 +168,10 @@ async def open_client(
     """Connect and upgrade one client."""
     loop = asyncio.get_running_loop()
     request = upgrade_request(host, port, path)
-    _, client = await loop.create_connection(lambda: WSClient(request, on_text), host, port)
-    await client.opened
+    transport, client = await loop.create_connection(lambda: WSClient(request, on_text), host, port)
+    try:
+        await client.opened
+    except BaseException:  # refused, or the caller's timeout: do not leave it open
+        transport.close()
+        raise
     return client

@@ -1,10 +1,17 @@
-"""Real processes for fault tests: the daemon as admins run it, and a private MariaDB server
-that a test may stop and start without disturbing the shared one."""
+"""Real processes for tests and the benchmark: servers on loopback ports (the daemon as admins
+run it, and the benchmark's floors), and a private MariaDB server that a test may stop and
+start without disturbing the shared one.
+
+The one place that finds free ports, starts servers, waits until they answer, stops them, and
+reads what a server costs (CPU seconds, RSS, open files) from /proc.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
+import resource
 import shutil
 import signal
 import socket
@@ -12,6 +19,7 @@ import ssl
 import subprocess
 import sys
 import time
+from collections.abc import Mapping
 from pathlib import Path
 
 import aiohttp
@@ -24,61 +32,89 @@ def free_port() -> int:
         return int(probe.getsockname()[1])
 
 
-class Daemon:
-    """``appointease-realtime serve`` in a subprocess, on a fixed port across restarts."""
+def raise_nofile(want: int = 0) -> int:
+    """Raise this process's open-files limit (inherited by its children); return the new soft
+    limit. The soft limit goes up to the hard one, and past it to ``want`` when the process
+    may raise the hard limit (root); otherwise the hard limit stays."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if want > hard:
+        with contextlib.suppress(ValueError, OSError):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (want, want))
+            return want
+    if soft < hard:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    return max(soft, hard)
+
+
+class ServerFailed(AssertionError):
+    """A server did not come up; the message ends with the end of its log."""
+
+
+class Server:
+    """A server in a subprocess on a loopback port, ready once ``ready_path`` answers 200.
+
+    ``argv`` runs it; its output (stdout and stderr) is appended to ``log``. ``tls`` is a
+    client context trusting its certificate (https/wss URLs).
+    """
+
+    ready_path = "/healthz"
+    start_seconds = 15.0
 
     def __init__(
         self,
-        workdir: Path,
+        argv: list[str],
+        log: Path,
+        *,
+        port: int | None = None,
+        env: Mapping[str, str] | None = None,
+        cwd: Path | None = None,
         tls: ssl.SSLContext | None = None,
-        command: list[str] | None = None,
-        **env: str,
+        name: str = "server",
+        ready_path: str | None = None,
     ) -> None:
-        """``tls``: a client context trusting the daemon's certificate (https/wss);
-        ``command``: how to run the CLI (default: ``python -m appointease_realtime``)."""
-        self.command = command or [sys.executable, "-m", "appointease_realtime"]
-        self.workdir = workdir
-        self.port = free_port()
+        self.argv = argv
+        self.ready_path = ready_path or self.ready_path
+        self.log = log
+        self.port = port or free_port()
+        self.env = dict(os.environ if env is None else env)
+        self.cwd = cwd
         self.tls = tls
+        self.name = name
         secure = "s" if tls else ""
         self.url = f"http{secure}://127.0.0.1:{self.port}"
         self.ws_url = f"ws{secure}://127.0.0.1:{self.port}"
-        self.log = workdir / f"daemon-{self.port}.log"
-        self.env = {**os.environ, "DB_HOST": "", "SQLITE_PATH": str(workdir / "db.sqlite3"), **env}
         self.proc: asyncio.subprocess.Process | None = None
 
+    def command_line(self) -> list[str]:
+        """What runs the server (read at each start)."""
+        return self.argv
+
     async def start(self) -> None:
-        """Start and wait until /healthz answers."""
+        """Start and wait until ``ready_path`` answers 200; ServerFailed if it does not."""
         with self.log.open("ab") as log:
             self.proc = await asyncio.create_subprocess_exec(
-                *self.command,
-                "--env-file",
-                os.devnull,
-                "serve",
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(self.port),
+                *self.command_line(),
                 env=self.env,
-                cwd=self.workdir,
+                cwd=self.cwd,
                 stdout=log,
                 stderr=log,
             )
-        async with aiohttp.ClientSession() as session:
-            for _ in range(150):
-                try:
-                    async with session.get(f"{self.url}/healthz", ssl=self.tls) as resp:
+        deadline = time.monotonic() + self.start_seconds
+        timeout = aiohttp.ClientTimeout(total=5)
+        async with aiohttp.ClientSession(timeout=timeout) as session:
+            while time.monotonic() < deadline and self.proc.returncode is None:
+                with contextlib.suppress(aiohttp.ClientError, OSError, TimeoutError):
+                    url = f"{self.url}{self.ready_path}"
+                    tls = True if self.tls is None else self.tls
+                    async with session.get(url, ssl=tls) as resp:
                         if resp.status == 200:
                             return
-                except aiohttp.ClientError:
-                    pass
-                if self.proc.returncode is not None:
-                    break
                 await asyncio.sleep(0.1)
-        raise AssertionError(f"daemon did not start; its log:\n{self.log_tail()}")
+        await self.close()
+        raise ServerFailed(f"{self.name} did not start; its log:\n{self.log_tail()}")
 
     def log_tail(self, lines: int = 40) -> str:
-        """The end of the daemon's output."""
+        """The end of the server's output."""
         if not self.log.exists():
             return "(no log)"
         return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
@@ -99,6 +135,79 @@ class Daemon:
         if self.proc.returncode is None:
             self.proc.send_signal(sig)
         return await asyncio.wait_for(self.proc.wait(), timeout)
+
+    async def close(self, timeout: float = 15) -> None:
+        """Stop if running (SIGTERM, then SIGKILL after ``timeout``); never raises."""
+        if not self.alive():
+            return
+        try:
+            await self.stop(timeout=timeout)
+        except TimeoutError:
+            await self.kill9()
+
+    # ---- what it costs, from /proc ----
+
+    @property
+    def pid(self) -> int:
+        """The process id (started servers only)."""
+        assert self.proc is not None
+        return self.proc.pid
+
+    def cpu_seconds(self) -> float:
+        """User + system CPU seconds the process has used so far."""
+        stat = Path(f"/proc/{self.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(stat[11]) + int(stat[12])) / os.sysconf("SC_CLK_TCK")
+
+    def rss_kb(self) -> int:
+        """Resident memory (VmRSS) in KB."""
+        for line in Path(f"/proc/{self.pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+        raise RuntimeError(f"no VmRSS for pid {self.pid}")
+
+    def open_files(self) -> int:
+        """How many file descriptors the process holds (sockets included)."""
+        return len(os.listdir(f"/proc/{self.pid}/fd"))
+
+    def open_files_limit(self) -> int:
+        """The process's soft limit on open files."""
+        for line in Path(f"/proc/{self.pid}/limits").read_text().splitlines():
+            if line.startswith("Max open files"):
+                return int(line.split()[3])
+        raise RuntimeError(f"no open-files limit for pid {self.pid}")
+
+
+class Daemon(Server):
+    """``appointease-realtime serve`` in a subprocess, on a fixed port across restarts."""
+
+    def __init__(
+        self,
+        workdir: Path,
+        tls: ssl.SSLContext | None = None,
+        command: list[str] | None = None,
+        **env: str,
+    ) -> None:
+        """``tls``: a client context trusting the daemon's certificate (https/wss);
+        ``command``: how to run the CLI (default: ``python -m appointease_realtime``);
+        ``env``: settings over the inherited environment (the embedded SQLite file in
+        ``workdir`` unless they name a database)."""
+        port = free_port()
+        super().__init__(
+            [],
+            workdir / f"daemon-{port}.log",
+            port=port,
+            env={**os.environ, "DB_HOST": "", "SQLITE_PATH": str(workdir / "db.sqlite3"), **env},
+            cwd=workdir,
+            tls=tls,
+            name="daemon",
+        )
+        self.command = command or [sys.executable, "-m", "appointease_realtime"]
+        self.workdir = workdir
+
+    def command_line(self) -> list[str]:
+        """The CLI's ``serve`` on this port, with no .env file."""
+        serve = ["--env-file", os.devnull, "serve", "--host", "127.0.0.1", "--port"]
+        return [*self.command, *serve, str(self.port)]
 
 
 class PrivateMariaDB:

@@ -1,6 +1,8 @@
 """The benchmark harness runs end to end on a tiny load, so it cannot rot.
 
-No timing is asserted: benchmarks are not tests. Only that every figure is there, a number.
+No timing is asserted: benchmarks are not tests. Only that every figure is there: the headline
+ratios and figures finite positive numbers, the rest numbers (or null where a floor could not
+be measured, and then the output says why).
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from pathlib import Path
 
 import pymysql
 import pytest
-from bench.run import QUICK, figure_keys
+from bench.run import REQUIRED_FIGURES, REQUIRED_RATIOS, figure_keys
 
 from tests.conftest import MYSQL, need
 
@@ -49,9 +51,29 @@ def test_quick_run_reports_every_figure(tmp_path: Path) -> None:
     )
     assert run.returncode == 0, run.stderr[-3000:]
     result = json.loads(out.read_text())
+
+    def positive(value: object) -> bool:
+        return isinstance(value, (int, float)) and math.isfinite(value) and value > 0
+
+    assert set(result["ratios"]) == set(REQUIRED_RATIOS)
+    for key, value in result["ratios"].items():
+        assert positive(value), (key, value, run.stderr[-3000:])
     figures = result["figures"]
-    for key in figure_keys(QUICK):
-        value = figures.get(key)
-        assert isinstance(value, (int, float)) and math.isfinite(value), (key, value, run.stderr)
-    assert "| figure | value |" in run.stdout
-    assert result["machine"]["nproc"] >= 1
+    for key in REQUIRED_FIGURES:
+        assert positive(figures.get(key)), (key, figures.get(key), run.stderr[-3000:])
+    for key in figure_keys():
+        value = figures.get(key, "absent")
+        if value is None:  # a part that could not be measured: a note says why
+            assert any("not measured" in note for note in result["notes"]), (key, run.stdout)
+            continue
+        assert isinstance(value, (int, float)) and math.isfinite(value), (key, value)
+    if figures["ping_50_vs_node_ws"] is None:  # no node/npm, or the install failed: said so
+        assert any("Node ws floor not measured" in note for note in result["notes"])
+        assert "| Node ws: " in run.stdout
+    else:
+        assert positive(figures["ping_50_vs_node_ws"]), figures["ping_50_vs_node_ws"]
+    assert "| figure | value | floor (same run) | ratio | target |" in run.stdout
+    machine = result["machine"]
+    assert machine["nproc"] >= 1
+    assert machine["cpu"] and machine["python"] and machine["aiohttp"]
+    assert f"aiohttp {machine['aiohttp']}" in run.stdout

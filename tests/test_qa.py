@@ -17,14 +17,14 @@ from aiohttp.test_utils import TestClient
 from appointease_realtime.app import create_app
 from appointease_realtime.config import Settings
 from appointease_realtime.qa import (
-    CLIENT_JS_PATH,
-    PAGE_PATH,
+    STATIC,
     QAModeRefused,
     check_qa_database,
     page_routes,
     qa_routes,
 )
 from appointease_realtime.store import Store
+from tests.conftest import need
 
 Connect = Callable[..., Any]
 SQL = Callable[..., Awaitable[list[tuple[Any, ...]]]]
@@ -239,11 +239,11 @@ async def test_start_up_guard(settings: Settings, store: Store) -> None:
 def test_page_and_client_parse_as_javascript(tmp_path: Path) -> None:
     node = shutil.which("node") or shutil.which("nodejs")
     if node is None:
-        pytest.skip("node is not installed: JavaScript syntax not checked")
-    html = PAGE_PATH.read_text()
+        need("node", "node is not installed: JavaScript syntax not checked")
+    html = (STATIC / "test-websocket.html").read_text()
     scripts = re.findall(r"<script>(.*?)</script>", html, flags=re.DOTALL)
     assert scripts, "the page has inline scripts"
-    for index, source in enumerate([*scripts, CLIENT_JS_PATH.read_text()]):
+    for index, source in enumerate([*scripts, (STATIC / "realtime-client.js").read_text()]):
         path = tmp_path / f"script{index}.js"
         path.write_text(source)
         result = subprocess.run(

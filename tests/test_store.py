@@ -10,7 +10,7 @@ import pytest
 
 from appointease_realtime.config import Settings
 from appointease_realtime.protocol import Room, Slot
-from appointease_realtime.store import Store, open_store
+from appointease_realtime.store import Store, StoreUnavailable, open_store
 from appointease_realtime.store.base import (
     HOLD_LIMIT,
     NOT_HOLDER,
@@ -239,3 +239,57 @@ async def test_expiry_follows_database_clock_whatever_the_time_zone(settings: Se
         with root.cursor() as cur:
             cur.execute("SET GLOBAL time_zone = %s", (before,))
         root.close()
+
+
+async def test_count_foreign_appointments(store: Store) -> None:
+    assert await store.count_foreign_appointments("QA-") == 0
+    for strong_id in ("QA-1", "QA-2", "APT-2030-000001", None, "QAX-3"):
+        await store.insert_appointment(appointment(strong_id=strong_id, email=f"{strong_id}@x.io"))
+    assert await store.count_foreign_appointments("QA-") == 3  # APT-..., NULL, QAX-3
+    assert await store.count_foreign_appointments("Q_") == 5  # "_" is no wildcard
+    assert await store.count_foreign_appointments("") == 1  # only the NULL
+
+
+async def test_operations_are_observed_by_name_from_open(settings: Settings, sql: SQL) -> None:
+    seen: list[tuple[str, float]] = []
+
+    def observe(operation: str, seconds: float) -> None:
+        seen.append((operation, seconds))
+
+    store = await open_store(settings, observe=observe)
+    try:
+        assert store.observe is observe
+        await store.acquire_lock(SLOT, "a", 600, 2)
+        await store.room_state(SLOT.room)
+        await store.booked_times([SLOT.room])
+        await store.release_lock(SLOT, "a")
+        await store.count_foreign_appointments("QA-")
+        await sql("DROP TABLE wp_appointease_slot_locks")
+        with pytest.raises(StoreUnavailable, match=r"^live_locks: "):
+            await store.live_locks()
+    finally:
+        await store.close()
+    assert [name for name, _ in seen if name != "describe_schema"] == [
+        "acquire_lock",
+        "room_state",
+        "booked_times",
+        "release_lock",
+        "count_foreign_appointments",
+    ]
+    assert all(0 <= seconds < 5 for _, seconds in seen)
+
+
+async def test_run_takes_the_operation_name(store: Store) -> None:
+    from appointease_realtime.store.sql import SqlStore, Tx
+
+    assert isinstance(store, SqlStore)
+    seen: list[str] = []
+    store.observe = lambda operation, seconds: seen.append(operation)
+
+    async def work(tx: Tx) -> int:
+        row = await tx.one("SELECT 41 + 1")
+        return int(row[0]) if row else 0
+
+    assert await store.run("answer", work) == 42
+    assert await store.run(work) == 42  # the old form, named from the function as before
+    assert seen == ["answer", "test_run_takes_the_operation_name"]

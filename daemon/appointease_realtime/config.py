@@ -258,6 +258,13 @@ class Settings:
         shown="(unset)",
         secret=True,
     )
+    cookie_domain: str | None = setting(
+        None,
+        _optional,
+        "domain of the hold cookie, e.g. `example.com` for a daemon on `rt.example.com`;"
+        " unset: the daemon's own host",
+        shown="(unset)",
+    )
     allow_unsigned_email: bool = setting(
         False,
         _bool,

@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import secrets
 from datetime import datetime
-from pathlib import Path
+from importlib import resources
 from typing import Any
 
 from aiohttp import web
@@ -34,11 +34,7 @@ NOT_FOUND = "not_found"
 SLOT_BOOKED = "slot_booked"
 SLOT_HELD = "slot_held"
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
-PAGE_PATH = REPO_ROOT / "test-websocket.html"
-CLIENT_JS_PATH = (
-    REPO_ROOT / "wp-bridge" / "appointease-realtime-bridge" / "assets" / "realtime-client.js"
-)
+STATIC = resources.files(__package__) / "static"  # shipped in the wheel as package data
 
 page_routes = web.RouteTableDef()
 qa_routes = web.RouteTableDef()
@@ -51,26 +47,27 @@ class QAModeRefused(ConfigError):
 # ---- the page ----
 
 
-def _static(path: Path, content_type: str) -> web.StreamResponse:
-    if not path.is_file():
-        raise web.HTTPNotFound(
-            text=f"{path.name} is not installed next to the daemon (expected {path})"
-        )
-    return web.FileResponse(
-        path, headers={"Content-Type": content_type, "Cache-Control": "no-cache"}
+def _static(name: str, content_type: str) -> web.Response:
+    """One file of the package's ``static`` folder, read through importlib.resources."""
+    try:
+        body = (STATIC / name).read_bytes()
+    except OSError:
+        raise web.HTTPNotFound(text=f"{name} is missing from the installed package") from None
+    return web.Response(
+        body=body, headers={"Content-Type": content_type, "Cache-Control": "no-cache"}
     )
 
 
 @page_routes.get("/test-websocket.html")
-async def test_page(request: web.Request) -> web.StreamResponse:
+async def test_page(request: web.Request) -> web.Response:
     """The QA page: runs the protocol tests against the daemon that served it."""
-    return _static(PAGE_PATH, "text/html; charset=utf-8")
+    return _static("test-websocket.html", "text/html; charset=utf-8")
 
 
 @page_routes.get("/assets/realtime-client.js")
-async def client_js(request: web.Request) -> web.StreamResponse:
+async def client_js(request: web.Request) -> web.Response:
     """The dependency-free browser client the page (and the booking block) uses."""
-    return _static(CLIENT_JS_PATH, "text/javascript; charset=utf-8")
+    return _static("realtime-client.js", "text/javascript; charset=utf-8")
 
 
 # ---- the start-up guard ----

@@ -8,6 +8,7 @@ from aiohttp import WSMsgType, web
 from aiohttp.typedefs import Handler
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from . import hold_cookie
 from . import protocol as p
 from .auth import (
     TokenError,
@@ -83,13 +84,15 @@ async def _serve_socket(
     settings: Settings,
     address: str,
 ) -> web.WebSocketResponse:
-    await ws.prepare(request)
     try:
         identity = identify(request, settings)
     except TokenError as exc:
+        await ws.prepare(request)
         await ws.close(code=exc.close_code, message=str(exc).encode()[:120])
         return ws
     client_id, resumed = node.client_id_for(identity, request.query.get("resume"))
+    hold_cookie.attach(ws, request, settings, client_id)  # on the 101 response itself
+    await ws.prepare(request)
     outbound = Outbound(ws, request.transport)
     conn = Connection(
         client_id,

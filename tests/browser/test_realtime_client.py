@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from appointease_realtime.qa import CLIENT_JS_PATH
+from appointease_realtime.qa import STATIC
 
 SCENARIOS = Path(__file__).with_name("realtime_client_scenarios.js")
 
@@ -19,7 +19,7 @@ async def test_client_behaviour(browser: Any) -> None:
     errors: list[str] = []
     page.on("pageerror", lambda exc: errors.append(str(exc)))
     await page.set_content("<!doctype html><title>client</title>")
-    await page.add_script_tag(content=CLIENT_JS_PATH.read_text())
+    await page.add_script_tag(content=(STATIC / "realtime-client.js").read_text())
     out = await page.evaluate(SCENARIOS.read_text())
     assert out["hello"] == "anonymous_1_abcdefghi" and out["mode"] == "websocket"
     assert out["url"] == "ws://h:8080/ws/TOK?a=1&email=x%40y.z"

@@ -50,6 +50,26 @@ function __( $text, $domain = 'default' ) {
 function apply_filters( $hook, $value, ...$args ) {
 	return $value;
 }
+$GLOBALS['aert_settings_errors'] = array();
+
+function add_settings_error( $setting, $code, $message, $type = 'error' ) {
+	$GLOBALS['aert_settings_errors'][] = array(
+		'setting' => $setting,
+		'code'    => $code,
+		'message' => $message,
+		'type'    => $type,
+	);
+}
+function get_settings_errors( $setting = '', $sanitize = false ) {
+	return array_values(
+		array_filter(
+			$GLOBALS['aert_settings_errors'],
+			static function ( $error ) use ( $setting ) {
+				return '' === $setting || $error['setting'] === $setting;
+			}
+		)
+	);
+}
 function dbDelta( $queries ) {
 	global $wpdb;
 	foreach ( (array) $queries as $sql ) {
@@ -241,3 +261,5 @@ require_once $aert_plugin . 'class-jwt.php';
 require_once $aert_plugin . 'class-config.php';
 require_once $aert_plugin . 'class-outbox.php';
 require_once $aert_plugin . 'class-locks.php';
+require_once $aert_plugin . 'class-plugin.php';
+require_once $aert_plugin . 'class-settings-page.php';

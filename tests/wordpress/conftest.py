@@ -9,8 +9,17 @@
 
     keyword arguments: ``rt_url``, ``hook_secret``, ``public_url``, ``token_secret``
     (the APPOINTEASE_RT_* constants, None = undefined), ``table_prefix`` ("wp_"),
-    ``extra_php`` (appended to wp-config.php). Sites are torn down (server
-    stopped, database ``aert_wp_*`` dropped) at the end of the test.
+    ``extra_php`` (appended to wp-config.php), ``multisite`` (a sub-directory
+    network). Sites are torn down (server stopped, database ``aert_wp_*``
+    dropped) at the end of the test.
+
+``bridge_zip`` -- the release zip, built once per session with
+``scripts/bridge-zip.sh``; every site installs the bridge from it through
+WordPress's ``Plugin_Upgrader`` (Plugins > Add New > Upload Plugin), so the
+tests run against the installed copy, not the checkout.
+
+``receiver`` -- a :class:`wp_harness.HookReceiver` (a stand-in daemon that
+verifies the Standard Webhooks signature and records the hooks).
 
 ``wordpress_site`` -- one site whose daemon URL is a closed port (every hook
 delivery fails fast), whose secret is :data:`wp_harness.DEFAULT_HOOK_SECRET`,
@@ -50,8 +59,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from wp_harness import (
     DEFAULT_HOOK_SECRET,
     DEFAULT_TOKEN_SECRET,
+    HookReceiver,
     WordPressSite,
     WordPressUnavailable,
+    build_bridge_zip,
     check_requirements,
     free_port,
     start_wordpress,
@@ -66,8 +77,14 @@ def _unavailable(reason: str) -> None:
     pytest.skip(reason)
 
 
+@pytest.fixture(scope="session")
+def bridge_zip(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """``appointease-realtime-bridge-<version>.zip`` from ``scripts/bridge-zip.sh``."""
+    return build_bridge_zip(tmp_path_factory.mktemp("bridge-zip"))
+
+
 @pytest.fixture
-def wordpress_factory(tmp_path: Path) -> Iterator[Callable[..., WordPressSite]]:
+def wordpress_factory(tmp_path: Path, bridge_zip: Path) -> Iterator[Callable[..., WordPressSite]]:
     """Start throw-away WordPress sites; all are torn down after the test."""
     try:
         check_requirements()
@@ -81,6 +98,7 @@ def wordpress_factory(tmp_path: Path) -> Iterator[Callable[..., WordPressSite]]:
             count += 1
             kwargs.setdefault("rt_url", None)
             kwargs.setdefault("hook_secret", None)
+            kwargs.setdefault("plugin_zip", bridge_zip)
             return stack.enter_context(start_wordpress(tmp_path / f"wp{count}", **kwargs))
 
         yield factory
@@ -103,3 +121,13 @@ def wordpress_site(
         public_url="ws://127.0.0.1:8080",
         token_secret=DEFAULT_TOKEN_SECRET,
     )
+
+
+@pytest.fixture
+def receiver() -> Iterator[HookReceiver]:
+    """A stand-in daemon that verifies hooks with :data:`wp_harness.DEFAULT_HOOK_SECRET`."""
+    rec = HookReceiver(DEFAULT_HOOK_SECRET)
+    try:
+        yield rec
+    finally:
+        rec.close()

@@ -59,15 +59,25 @@ def test_token_route_maps_wordpress_roles(wordpress_site: WordPressSite) -> None
     site = wordpress_site
     editor_id = site.create_user("editor1", "editor", email="Editor.One@Example.org")
     subscriber_id = site.create_user("sub1", "subscriber", email="Sub.One@Example.org")
+    staff_id = site.create_user("desk1", "subscriber", email="desk1@example.org")
+    site.php("(new WP_User($args[0]))->add_cap('appointease_rt_staff');", staff_id)
 
     admin = site.user_session("admin", "admin-password")
     _assert_token_answer(
         admin.rest("GET", TOKEN_ROUTE), sub="wp:1", email="admin@example.org", role="admin"
     )
+    # An editor can edit others' posts, but is no staff: staff see every customer's
+    # name, e-mail and phone, so it takes the bridge's own capability.
     _assert_token_answer(
         site.user_session("editor1").rest("GET", TOKEN_ROUTE),
         sub=f"wp:{editor_id}",
         email="editor.one@example.org",
+        role="customer",
+    )
+    _assert_token_answer(
+        site.user_session("desk1").rest("GET", TOKEN_ROUTE),
+        sub=f"wp:{staff_id}",
+        email="desk1@example.org",
         role="staff",
     )
     _assert_token_answer(
@@ -81,6 +91,31 @@ def test_token_route_maps_wordpress_roles(wordpress_site: WordPressSite) -> None
     time.sleep(1.1)
     assert admin.rest("GET", TOKEN_ROUTE).json["token"] != first
     assert site.php_problems() == []
+
+
+def test_staff_capability_is_granted_on_activation_and_filterable(
+    wordpress_site: WordPressSite,
+) -> None:
+    site = wordpress_site
+    roles = json.loads(
+        site.php(
+            "$out = [];"
+            "foreach (wp_roles()->role_objects as $name => $role) {"
+            "  $out[$name] = $role->has_cap('appointease_rt_staff'); }"
+            "echo json_encode($out);"
+        )
+    )
+    # Activation (from the installed zip) gave it to administrators, and to nobody else.
+    assert roles.pop("administrator") is True
+    assert roles and not any(roles.values()), roles
+
+    editor_id = site.create_user("editor2", "editor")
+    role_of = "$u = new WP_User($args[0]);echo AppointEase_RT_Token::default_role($u);"
+    assert site.php(role_of, editor_id) == "customer"
+    # A site that does want editors as staff says so with the filter.
+    as_editor = "add_filter('appointease_rt_staff_capability', fn() => 'edit_others_posts');"
+    assert site.php(as_editor + role_of, editor_id) == "staff"
+    assert site.php(as_editor + role_of, 1) == "admin"
 
 
 def test_anonymous_and_cookie_without_nonce_get_401(wordpress_site: WordPressSite) -> None:

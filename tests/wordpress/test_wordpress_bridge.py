@@ -10,17 +10,12 @@ from __future__ import annotations
 
 import json
 import re
-import threading
 import time
 import urllib.error
 import urllib.parse
-from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-import pytest
-from standardwebhooks.webhooks import Webhook, WebhookVerificationError
-from wp_harness import DEFAULT_HOOK_SECRET, WordPressSite
+from wp_harness import PLUGIN_SLUG, HookReceiver, WordPressSite, html_forms
 
 
 def _wait_for(predicate: Any, timeout: float = 5.0) -> Any:
@@ -32,61 +27,8 @@ def _wait_for(predicate: Any, timeout: float = 5.0) -> Any:
         time.sleep(0.05)
 
 
-class _Receiver:
-    """Records signed hooks like the daemon's POST /hooks/booking (verify, then 200)."""
-
-    def __init__(self, secret: str) -> None:
-        self.events: list[tuple[dict[str, str], dict[str, Any]]] = []
-        webhook = Webhook(secret)
-        events = self.events
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
-                headers = {k.lower(): v for k, v in self.headers.items()}
-                try:
-                    payload = webhook.verify(body, headers)
-                except WebhookVerificationError as exc:
-                    self._answer(401, {"error": str(exc), "code": "bad_signature"})
-                    return
-                if self.path != "/hooks/booking":
-                    self._answer(404, {"error": "not found", "code": "not_found"})
-                    return
-                events.append((headers, payload))
-                self._answer(200, {"ok": True})
-
-            def _answer(self, status: int, payload: dict[str, Any]) -> None:
-                raw = json.dumps(payload).encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(raw)))
-                self.end_headers()
-                self.wfile.write(raw)
-
-            def log_message(self, format: str, *args: Any) -> None:
-                return
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self.thread.start()
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-
-
-@pytest.fixture
-def receiver() -> Iterator[_Receiver]:
-    rec = _Receiver(DEFAULT_HOOK_SECRET)
-    try:
-        yield rec
-    finally:
-        rec.close()
-
-
 def test_booking_with_daemon_down_is_fast_and_loses_nothing(
-    wordpress_site: WordPressSite, receiver: _Receiver
+    wordpress_site: WordPressSite, receiver: HookReceiver
 ) -> None:
     site = wordpress_site
     response = site.create_booking("2026-03-02", "10:00", 3, client_id="anonymous_1_a")
@@ -144,7 +86,7 @@ def test_booking_with_daemon_down_is_fast_and_loses_nothing(
 
 
 def test_new_appointment_action_is_hooked_too(
-    wordpress_site: WordPressSite, receiver: _Receiver
+    wordpress_site: WordPressSite, receiver: HookReceiver
 ) -> None:
     site = wordpress_site
     site.configure(rt_url=receiver.url)
@@ -185,20 +127,20 @@ def test_missing_constants_do_nothing_harmful(wordpress_factory: Any) -> None:
     assert site.outbox_rows() == []
     page = site.php(
         "wp_set_current_user(1);"
-        "require_once ABSPATH . 'wp-admin/includes/template.php';"
+        "require_once ABSPATH . 'wp-admin/includes/admin.php';"
         "(new AppointEase_RT_Settings_Page(AppointEase_RT_Plugin::instance()))->render();"
     )
-    assert "APPOINTEASE_RT_URL is not defined" in page
-    assert "APPOINTEASE_RT_HOOK_SECRET is not defined" in page
+    assert "The daemon URL is not set" in page and "APPOINTEASE_RT_URL" in page
+    assert "The hook secret is not set" in page and "APPOINTEASE_RT_HOOK_SECRET" in page
     assert 'disabled="disabled"' in page
 
 
-def test_settings_page_and_ws_url(wordpress_site: WordPressSite, receiver: _Receiver) -> None:
+def test_settings_page_and_ws_url(wordpress_site: WordPressSite, receiver: HookReceiver) -> None:
     site = wordpress_site
     site.create_booking("2026-03-06", "10:00", 2)
     page = site.php(
         "wp_set_current_user(1);"
-        "require_once ABSPATH . 'wp-admin/includes/template.php';"
+        "require_once ABSPATH . 'wp-admin/includes/admin.php';"
         "(new AppointEase_RT_Settings_Page(AppointEase_RT_Plugin::instance()))->render();"
     )
     assert "1 event(s) queued" in page
@@ -234,6 +176,14 @@ def test_uninstall_removes_only_the_bridges_data(wordpress_site: WordPressSite) 
     assert site.create_booking("2026-03-07", "10:00", 2).status == 201
     site.run_cron()  # fails (daemon down): records the last delivery error
     assert site.php("echo get_option('appointease_rt_last_error') ? 'set' : 'unset';") == "set"
+    desk = site.create_user("desk", "subscriber")
+    site.php(
+        "update_option('appointease_rt_settings', ['url' => 'http://127.0.0.1:9']);"
+        "set_transient('appointease_rt_generated_1', ['hook_secret'], 600);"
+        "(new WP_User($args[0]))->add_cap('appointease_rt_staff');"
+        "get_role('editor')->add_cap('appointease_rt_staff');",
+        desk,
+    )
     site.php(
         "require_once ABSPATH . 'wp-admin/includes/plugin.php';"
         "deactivate_plugins('appointease-realtime-bridge/appointease-realtime-bridge.php');"
@@ -248,10 +198,79 @@ def test_uninstall_removes_only_the_bridges_data(wordpress_site: WordPressSite) 
     )
     assert left == []
     assert "appointease_rt_flush_outbox" not in site.php("echo json_encode(_get_cron_array());")
+    # The capability is gone from every role and from the user who had it directly.
+    grants = site.sql(
+        "SELECT 'role' AS kind FROM wp_options WHERE option_name = 'wp_user_roles'"
+        " AND option_value LIKE %s UNION ALL SELECT 'user' FROM wp_usermeta"
+        " WHERE meta_key = 'wp_capabilities' AND meta_value LIKE %s",
+        ("%appointease_rt_staff%", "%appointease_rt_staff%"),
+    )
+    assert grants == []
+
+
+def test_multisite_activation_and_uninstall_reach_every_site(wordpress_factory: Any) -> None:
+    """get_sites() returns 100 sites unless told otherwise: a network of 101 must be covered."""
+    site = wordpress_factory(multisite=True)
+    total = int(
+        site.php(
+            "for ($i = 2; $i <= 101; $i++) {"
+            "  $id = wp_insert_site(['domain' => get_network()->domain, 'path' => \"/s$i/\","
+            "    'title' => \"Site $i\", 'user_id' => 1]);"
+            "  if (is_wp_error($id)) { fwrite(STDERR, $id->get_error_message()); exit(1); } }"
+            "echo get_sites(['count' => true, 'number' => 0]);",
+            timeout=300,
+        )
+    )
+    assert total == 101
+
+    def outbox_tables() -> set[str]:
+        rows = site.sql("SHOW TABLES LIKE %s", ("%appointease\\_rt\\_outbox",))
+        return {next(iter(r.values())) for r in rows}
+
+    options_tables = [
+        next(iter(r.values())) for r in site.sql("SHOW TABLES LIKE %s", ("wp\\_%options",))
+    ]
+    options_tables = [t for t in options_tables if re.fullmatch(r"wp_(\d+_)?options", t)]
+    assert len(options_tables) == 101
+
+    def leftovers() -> dict[str, list[str]]:
+        found: dict[str, list[str]] = {}
+        for table in options_tables:
+            rows = site.sql(
+                f"SELECT option_name FROM `{table}` WHERE option_name LIKE %s"
+                " OR (option_name LIKE %s AND option_value LIKE %s)",
+                ("%appointease\\_rt%", "%user\\_roles", "%appointease_rt_staff%"),
+            )
+            if rows:
+                found[table] = sorted(r["option_name"] for r in rows)
+        return found
+
+    # Network activation sets up every site, the 101st too.
+    site.php(
+        "require_once ABSPATH . 'wp-admin/includes/plugin.php';"
+        "$r = activate_plugin($args[0], '', true);"
+        "if (is_wp_error($r)) { fwrite(STDERR, $r->get_error_message()); exit(1); }",
+        PLUGIN_SLUG,
+    )
+    assert len(outbox_tables()) == 101
+    assert set(leftovers()) == set(options_tables)  # db version option + capability, everywhere
+    assert leftovers()["wp_101_options"] == ["appointease_rt_db_version", "wp_101_user_roles"]
+
+    site.php(
+        "require_once ABSPATH . 'wp-admin/includes/plugin.php';"
+        "deactivate_plugins($args[0], false, true);"
+        "deactivate_plugins($args[0]);"
+        "uninstall_plugin($args[0]);",
+        PLUGIN_SLUG,
+        timeout=300,
+    )
+    assert outbox_tables() == set()
+    assert leftovers() == {}
+    assert site.php_problems() == []
 
 
 def test_settings_page_test_button_over_http(
-    wordpress_site: WordPressSite, receiver: _Receiver
+    wordpress_site: WordPressSite, receiver: HookReceiver
 ) -> None:
     site = wordpress_site
     site.configure(rt_url=receiver.url)
@@ -260,8 +279,8 @@ def test_settings_page_test_button_over_http(
     page = admin.open(page_url, timeout=30).read().decode()
     assert "Send test hook" in page
     assert "0 event(s) queued" in page
-    nonce = re.search(r'name="_wpnonce" value="([0-9a-f]+)"', page)
-    assert nonce is not None, page
+    nonce = html_forms(page)["appointease-rt-test"].fields.get("_wpnonce")
+    assert nonce, page
     post_url = site.base_url + "/wp-admin/admin-post.php"
 
     # Without a valid nonce: refused, nothing sent.
@@ -276,7 +295,7 @@ def test_settings_page_test_button_over_http(
     form = urllib.parse.urlencode(
         {
             "action": "appointease_rt_test_hook",
-            "_wpnonce": nonce.group(1),
+            "_wpnonce": nonce,
             "_wp_http_referer": "/wp-admin/options-general.php?page=appointease-realtime",
         }
     )

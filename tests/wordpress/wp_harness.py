@@ -5,9 +5,14 @@
 ``wp-config.php``; nothing under ``/etc/wordpress`` is read or written), a
 throw-away MariaDB/MySQL database ``aert_wp_<random>``, and ``php -S`` on a
 free port. It installs WordPress with ``wp_install()`` from a PHP script (no
-WP-CLI), creates AppointEase's two tables exactly as in booking-block.md,
-activates ``wp-bridge/appointease-realtime-bridge`` (a copy) and adds a
-test-only mu-plugin standing in for AppointEase (``php/appointease-standin.php``):
+WP-CLI), creates AppointEase's two tables exactly as in booking-block.md and
+switches to the minimal theme of ``theme/aert-test-theme`` (the package only
+*recommends* themes: a fresh ``--no-install-recommends`` machine has none).
+The bridge is installed the way a site owner does it: ``scripts/bridge-zip.sh``
+builds the release zip, WordPress's own ``Plugin_Upgrader::install()`` (the code
+behind Plugins > Add New > Upload Plugin) unpacks it, then it is activated
+(``php/install-plugin.php``). A test-only mu-plugin stands in for AppointEase
+(``php/appointease-standin.php``):
 
 * ``POST   /appointease/v1/appointments`` inserts a row (strong_id
   ``APT-<year>-<id:06d>``) after ``appointease_realtime_can_book()`` and fires
@@ -48,12 +53,15 @@ import secrets
 import shutil
 import socket
 import subprocess
+import threading
 import time
 import urllib.error
 import urllib.parse
 import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from html.parser import HTMLParser
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -61,6 +69,8 @@ HERE = Path(__file__).resolve().parent
 REPO = HERE.parent.parent
 PLUGIN_DIR = REPO / "wp-bridge" / "appointease-realtime-bridge"
 PLUGIN_SLUG = "appointease-realtime-bridge/appointease-realtime-bridge.php"
+BRIDGE_ZIP_SCRIPT = REPO / "scripts" / "bridge-zip.sh"
+TEST_THEME_DIR = HERE / "theme" / "aert-test-theme"
 WORDPRESS_SRC = Path(os.environ.get("AERT_WORDPRESS_DIR", "/usr/share/wordpress"))
 CRON_HOOK = "appointease_rt_flush_outbox"
 CRON_SCHEDULE = "appointease_rt_every_minute"
@@ -79,6 +89,23 @@ CUSTOMER_COOKIE = "aert_standin_customer"
 
 class WordPressUnavailable(RuntimeError):
     """PHP, the wordpress package or the database server is missing."""
+
+
+def build_bridge_zip(outdir: Path) -> Path:
+    """Run ``scripts/bridge-zip.sh outdir``; returns the zip it wrote."""
+    result = subprocess.run(
+        ["bash", str(BRIDGE_ZIP_SCRIPT), str(outdir)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    if result.returncode != 0:
+        raise RuntimeError(f"bridge-zip.sh failed ({result.returncode}):\n{result.stderr}")
+    path = Path(result.stdout.strip().splitlines()[-1])
+    if not path.is_file():
+        raise RuntimeError(f"bridge-zip.sh wrote no zip: {result.stdout}")
+    return path
 
 
 @dataclass(frozen=True)
@@ -127,6 +154,68 @@ class RestResponse:
     text: str
     elapsed: float
     headers: dict[str, str] = field(default_factory=dict)
+
+
+class _FormParser(HTMLParser):
+    """Collects every <form> (by id) with its action and named inputs."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.forms: dict[str, HtmlForm] = {}
+        self._current: HtmlForm | None = None
+        self._textarea: str | None = None
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        a = {k: v or "" for k, v in attrs}
+        if tag == "form":
+            self._current = HtmlForm(action=a.get("action", ""), fields={}, disabled=set())
+            self.forms[a.get("id", f"form{len(self.forms)}")] = self._current
+        elif self._current is not None and tag in ("input", "textarea", "button") and "name" in a:
+            if "disabled" in a:
+                self._current.disabled.add(a["name"])
+            elif tag == "textarea":
+                self._textarea = a["name"]
+                self._current.fields[a["name"]] = ""
+            elif a.get("type") not in ("submit", "button", "checkbox", "radio") or "checked" in a:
+                self._current.fields[a["name"]] = a.get("value", "")
+
+    def handle_data(self, data: str) -> None:
+        if self._current is not None and self._textarea is not None:
+            self._current.fields[self._textarea] += data
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag == "form":
+            self._current = None
+        elif tag == "textarea":
+            self._textarea = None
+
+
+@dataclass
+class HtmlForm:
+    """One form of a page: ``action``, the ``fields`` a browser would submit, ``disabled`` names."""
+
+    action: str
+    fields: dict[str, str]
+    disabled: set[str]
+
+
+def html_forms(page: str) -> dict[str, HtmlForm]:
+    """The forms of an HTML page by ``id`` (``form<n>`` when it has none)."""
+    parser = _FormParser()
+    parser.feed(page)
+    return parser.forms
+
+
+def reserve_port() -> socket.socket:
+    """A socket bound (not listening) to a free port of 127.0.0.1, holding it.
+
+    While it is bound, no outgoing connection (to MariaDB, say) gets this port as
+    its local port and leaves it in TIME_WAIT, which would make ``php -S`` fail
+    with "Address already in use". Close it right before the server binds.
+    """
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.bind(("127.0.0.1", 0))
+    return sock
 
 
 def free_port() -> int:
@@ -212,6 +301,8 @@ class WordPressSite:
         public_url: str | None,
         extra_php: str,
         token_secret: str | None = None,
+        plugin_zip: Path | None = None,
+        multisite: bool = False,
     ) -> None:
         self.workdir = workdir
         self.docroot = workdir / "docroot"
@@ -225,6 +316,10 @@ class WordPressSite:
         self.public_url = public_url
         self.token_secret = token_secret
         self.extra_php = extra_php
+        self.plugin_zip = plugin_zip
+        self.multisite = multisite
+        # MULTISITE is defined only once the network tables exist (see _build).
+        self._network_ready = False
         # Fixed per site, so logins and nonces survive configure().
         self._salts = {
             key: secrets.token_hex(32)
@@ -242,6 +337,9 @@ class WordPressSite:
         self.server_log_path = workdir / "php-server.log"
         self.debug_log_path = workdir / "wp-debug.log"
         self._server: subprocess.Popen[bytes] | None = None
+        self._port_reservation: socket.socket | None = None
+        # What php/install-plugin.php reported (plugin file, version, upgrader messages...).
+        self.plugin_install: dict[str, Any] = {}
         self._db: Any = None
 
     # ---- tables -----------------------------------------------------------------
@@ -315,6 +413,8 @@ class WordPressSite:
             f"define( 'WP_CONTENT_URL', {php_str(self.base_url + '/wp-content')} );",
             "define( 'DISABLE_WP_CRON', true );",
             "define( 'DISALLOW_FILE_MODS', true );",
+            "define( 'FS_METHOD', 'direct' );",
+            f"define( 'WP_DEFAULT_THEME', {php_str(TEST_THEME_DIR.name)} );",
             "define( 'AUTOMATIC_UPDATER_DISABLED', true );",
             "define( 'WP_AUTO_UPDATE_CORE', false );",
             "define( 'WP_HTTP_BLOCK_EXTERNAL', true );",
@@ -324,6 +424,16 @@ class WordPressSite:
             "define( 'WP_DEBUG_DISPLAY', false );",
             "define( 'WP_ENVIRONMENT_TYPE', 'local' );",
         ]
+        if self.multisite and self._network_ready:
+            netloc = urllib.parse.urlsplit(self.base_url).netloc
+            lines += [
+                "define( 'MULTISITE', true );",
+                "define( 'SUBDOMAIN_INSTALL', false );",
+                f"define( 'DOMAIN_CURRENT_SITE', {php_str(netloc)} );",
+                "define( 'PATH_CURRENT_SITE', '/' );",
+                "define( 'SITE_ID_CURRENT_SITE', 1 );",
+                "define( 'BLOG_ID_CURRENT_SITE', 1 );",
+            ]
         if self.rt_url:
             lines.append(f"define( 'APPOINTEASE_RT_URL', {php_str(self.rt_url)} );")
         if self.public_url:
@@ -349,7 +459,7 @@ class WordPressSite:
     # ---- lifecycle ---------------------------------------------------------------------
 
     def _build(self) -> None:
-        """Copy WordPress and the plugins, create the database, install."""
+        """Copy WordPress and the test theme, create the database, install, add the bridge."""
 
         def ignore(directory: str, names: list[str]) -> set[str]:
             if Path(directory) == WORDPRESS_SRC:
@@ -361,24 +471,57 @@ class WordPressSite:
         (content / "mu-plugins").mkdir(parents=True, exist_ok=True)
         (content / "uploads").mkdir(parents=True, exist_ok=True)
         shutil.copy(HERE / "php" / "appointease-standin.php", content / "mu-plugins")
-        shutil.copytree(PLUGIN_DIR, content / "plugins" / PLUGIN_DIR.name)
+        # Only what this repository ships: no theme from a Recommends of the package.
+        shutil.copytree(TEST_THEME_DIR, content / "themes" / TEST_THEME_DIR.name)
 
         with contextlib.closing(self.mysql.connect()) as conn, conn.cursor() as cur:
             cur.execute(f"CREATE DATABASE `{self.db_name}` CHARACTER SET utf8mb4")
         self._write_config()
+        install = ["php", str(HERE / "php" / "install.php"), str(self.docroot), self.base_url]
+        if self.multisite:
+            install.append("--multisite")
+        self._run_php_script(install, "installed", "WordPress install")
+        if self.multisite:
+            self._network_ready = True
+            self._write_config()
+        zip_path = self.plugin_zip or build_bridge_zip(self.workdir / "dist")
+        self.plugin_install = self._run_php_script(
+            [
+                "php",
+                str(HERE / "php" / "install-plugin.php"),
+                str(self.docroot),
+                self.base_url,
+                str(zip_path),
+            ],
+            "activated",
+            "bridge install from the zip",
+        )
+
+    def _run_php_script(self, command: list[str], marker: str, what: str) -> dict[str, Any]:
+        """Run one of php/*.php; its last stdout line is JSON holding ``marker``."""
         result = subprocess.run(
-            ["php", str(HERE / "php" / "install.php"), str(self.docroot), self.base_url],
+            command,
+            cwd=self.workdir,
             capture_output=True,
             text=True,
-            timeout=120,
+            timeout=180,
             check=False,
         )
-        if result.returncode != 0 or "installed" not in result.stdout:
+        lines = result.stdout.strip().splitlines()
+        try:
+            answer: dict[str, Any] = json.loads(lines[-1]) if lines else {}
+        except ValueError:
+            answer = {}
+        if result.returncode != 0 or not answer.get(marker):
             raise RuntimeError(
-                f"WordPress install failed ({result.returncode}):\n{result.stdout}\n{result.stderr}"
+                f"{what} failed ({result.returncode}):\n{result.stdout}\n{result.stderr}"
             )
+        return answer
 
     def _start_server(self) -> None:
+        if self._port_reservation is not None:
+            self._port_reservation.close()
+            self._port_reservation = None
         env = dict(os.environ, PHP_CLI_SERVER_WORKERS="4")
         log = self.server_log_path.open("ab")
         self._server = subprocess.Popen(
@@ -413,6 +556,9 @@ class WordPressSite:
 
     def close(self) -> None:
         """Stop the server and drop the database (idempotent)."""
+        if self._port_reservation is not None:
+            self._port_reservation.close()
+            self._port_reservation = None
         if self._server is not None:
             self._server.terminate()
             try:
@@ -770,6 +916,59 @@ class WordPressSite:
         return await asyncio.to_thread(self.php, code, *args, **kwargs)
 
 
+class HookReceiver:
+    """Records signed hooks like the daemon's POST /hooks/booking (verify, then 200).
+
+    ``events`` holds ``(headers, payload)`` of every verified hook; a bad
+    signature gets 401 and is not recorded. ``secret`` may be changed at any time.
+    """
+
+    def __init__(self, secret: str) -> None:
+        from standardwebhooks.webhooks import Webhook, WebhookVerificationError
+
+        self.secret = secret
+        self.events: list[tuple[dict[str, str], dict[str, Any]]] = []
+        self.refused = 0
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
+                headers = {k.lower(): v for k, v in self.headers.items()}
+                try:
+                    payload = Webhook(receiver.secret).verify(body, headers)
+                except WebhookVerificationError as exc:
+                    receiver.refused += 1
+                    self._answer(401, {"error": str(exc), "code": "bad_signature"})
+                    return
+                if self.path != "/hooks/booking":
+                    self._answer(404, {"error": "not found", "code": "not_found"})
+                    return
+                receiver.events.append((headers, payload))
+                self._answer(200, {"ok": True})
+
+            def _answer(self, status: int, payload: dict[str, Any]) -> None:
+                raw = json.dumps(payload).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(raw)))
+                self.end_headers()
+                self.wfile.write(raw)
+
+            def log_message(self, format: str, *args: Any) -> None:
+                return
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def close(self) -> None:
+        """Stop the server."""
+        self.server.shutdown()
+        self.server.server_close()
+
+
 @contextlib.contextmanager
 def start_wordpress(
     workdir: Path,
@@ -781,21 +980,27 @@ def start_wordpress(
     mysql: MySQLParams | None = None,
     extra_php: str = "",
     token_secret: str | None = None,
+    plugin_zip: Path | None = None,
+    multisite: bool = False,
 ) -> Iterator[WordPressSite]:
     """Build, install and serve a throw-away WordPress; tear it all down on exit.
 
     ``rt_url``/``hook_secret``/``public_url``/``token_secret`` become
     APPOINTEASE_RT_URL, APPOINTEASE_RT_HOOK_SECRET, APPOINTEASE_RT_PUBLIC_URL and
     APPOINTEASE_RT_TOKEN_SECRET (None: not defined). ``extra_php`` is appended to
-    wp-config.php (before wp-settings).
+    wp-config.php (before wp-settings). ``plugin_zip`` is the bridge's release zip
+    (default: built with ``scripts/bridge-zip.sh`` into the site's workdir); it is
+    installed through ``Plugin_Upgrader`` and activated on the (main) site.
+    ``multisite`` makes a sub-directory network whose main site is ``base_url``.
     Raises :class:`WordPressUnavailable` when PHP/WordPress/the database is missing.
     """
     params = mysql or MySQLParams.from_env()
     check_requirements(params)
     workdir.mkdir(parents=True, exist_ok=True)
+    reservation = reserve_port()
     site = WordPressSite(
         workdir=workdir.resolve(),
-        port=free_port(),
+        port=reservation.getsockname()[1],
         db_name=f"aert_wp_{secrets.token_hex(5)}",
         table_prefix=table_prefix,
         mysql=params,
@@ -804,7 +1009,10 @@ def start_wordpress(
         public_url=public_url,
         extra_php=extra_php,
         token_secret=token_secret,
+        plugin_zip=plugin_zip,
+        multisite=multisite,
     )
+    site._port_reservation = reservation
     try:
         site._build()
         site._start_server()

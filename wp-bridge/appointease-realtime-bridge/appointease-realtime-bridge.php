@@ -2,7 +2,7 @@
 /**
  * Plugin Name:       AppointEase Realtime Bridge
  * Description:       Tells the AppointEase real-time daemon about booking changes with signed webhooks (Standard Webhooks), points the booking block at the daemon with per-user connection tokens (JWT), and lets AppointEase honour the daemon's slot holds.
- * Version:           0.1.0
+ * Version:           0.2.0
  * Requires at least: 6.1
  * Requires PHP:      8.0
  * Author:            AppointEase Realtime
@@ -18,7 +18,7 @@ if ( ! defined( 'ABSPATH' ) ) {
 	exit;
 }
 
-define( 'APPOINTEASE_RT_VERSION', '0.1.0' );
+define( 'APPOINTEASE_RT_VERSION', '0.2.0' );
 define( 'APPOINTEASE_RT_FILE', __FILE__ );
 
 require_once __DIR__ . '/includes/class-signer.php';

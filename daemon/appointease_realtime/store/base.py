@@ -14,12 +14,30 @@ SLOT_BOOKED = "slot_booked"
 HOLD_LIMIT = "hold_limit"
 NOT_HOLDER = "not_holder"
 NOT_LOCKED = "not_locked"
+ADDRESS_LIMIT = "address_limit"  # the hold owner (address or identity) has too many live holds
+HOLD_MAX = "hold_max"  # the holder may not refresh past its maximum hold age
 
 Appointment = dict[str, Any]
 
 
 class StoreUnavailable(Exception):
-    """The database did not answer or refused the query; nothing was changed."""
+    """The database did not answer or refused the query; nothing was changed.
+
+    (Except for a :class:`StoreTimeout` whose ``outcome_unknown`` is True.)
+    """
+
+
+class StoreTimeout(StoreUnavailable):
+    """The database did not answer a call within ``db_timeout_seconds``; the connection is gone.
+
+    ``outcome_unknown`` is True when a write (an autocommitted statement or a COMMIT) had been
+    sent and no answer came: it may or may not have been applied, so re-read before assuming
+    either. It is False for reads and when nothing that could change data was sent.
+    """
+
+    def __init__(self, message: str, outcome_unknown: bool = False) -> None:
+        super().__init__(message)
+        self.outcome_unknown = outcome_unknown
 
 
 @dataclass(frozen=True)
@@ -74,9 +92,23 @@ class Store(Protocol):
         """Create the tables that are missing, never altering one; return the names created."""
 
     async def acquire_lock(
-        self, slot: Slot, client_id: str, ttl_seconds: int, hold_limit: int
+        self,
+        slot: Slot,
+        client_id: str,
+        ttl_seconds: int,
+        hold_limit: int,
+        *,
+        owner: str | None = None,
+        owner_limit: int = 0,
+        max_hold_seconds: int | None = None,
     ) -> LockOutcome:
-        """Take, refresh or take over the lock on ``slot`` for ``client_id`` atomically."""
+        """Take, refresh or take over the lock on ``slot`` for ``client_id`` atomically.
+
+        Refused with SLOT_BOOKED, SLOT_LOCKED, HOLD_LIMIT (``client_id`` holds ``hold_limit``
+        other live locks), ADDRESS_LIMIT (``owner`` given: client ids ending in ``~<owner>``
+        hold ``owner_limit`` other live locks) or HOLD_MAX (a refresh of a hold that is
+        ``max_hold_seconds`` old; a refresh never extends a hold past that age).
+        """
 
     async def release_lock(self, slot: Slot, client_id: str) -> str | None:
         """Delete ``client_id``'s lock on ``slot``; None when released, else the reason."""
@@ -97,7 +129,10 @@ class Store(Protocol):
         """Booked and held times of one room."""
 
     async def booked_times(self, rooms: Collection[Room]) -> dict[Room, set[str]]:
-        """Booked times of many rooms in one query."""
+        """Booked times of many rooms, in queries of bounded size."""
+
+    async def count_foreign_appointments(self, prefix: str) -> int:
+        """Appointments whose ``strong_id`` is NULL or does not start with ``prefix``."""
 
     async def appointments_for(self, email: str) -> list[Appointment]:
         """Non-cancelled appointments of one customer, by date."""

@@ -6,17 +6,32 @@ computed and compared with the database's ``NOW()``.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
+import asyncio
+import contextlib
+import hashlib
+import socket
+from collections.abc import AsyncIterator, Awaitable, Sequence
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import Any, TypeVar
 
 import aiomysql
 import pymysql
 
 from ..config import Settings
-from .sql import Row, SqlStore, Tx
+from .base import StoreUnavailable
+from .sql import Observe, Row, SqlStore, Tx
 
+T = TypeVar("T")
 _RETRYABLE = {1205, 1213}  # lock wait timeout, deadlock
+# TCP keepalive on every connection: a peer that vanished is noticed after about a minute
+KEEPALIVE_IDLE, KEEPALIVE_INTERVAL, KEEPALIVE_COUNT = 30, 10, 3
+# Our sessions end server-side after this much silence (or the server's own lower limit), so
+# a connection we abandoned in a partition cannot hold a named lock for hours; idle pooled
+# connections are recycled before it.
+SESSION_WAIT_TIMEOUT = 300
+IDLE_RECYCLE = 240.0
+# failures after which a connection is not trusted again (a timeout leaves an answer unread)
+_CONNECTION_ERRORS = (TimeoutError, pymysql.err.OperationalError, pymysql.err.InterfaceError)
 
 APPOINTMENTS_DDL = """CREATE TABLE IF NOT EXISTS {prefix}appointments (
   id mediumint(9) NOT NULL AUTO_INCREMENT,
@@ -56,23 +71,184 @@ LOCKS_DDL = """CREATE TABLE IF NOT EXISTS {prefix}appointease_slot_locks (
 ) DEFAULT CHARSET=utf8mb4"""
 
 
-class _Cursor:
-    """Tx over one aiomysql cursor."""
+# ---- the only code that reads aiomysql internals ----
 
-    def __init__(self, cur: aiomysql.Cursor) -> None:
+
+def _streams(conn: aiomysql.Connection) -> tuple[asyncio.StreamReader, asyncio.StreamWriter] | None:
+    """The connection's reader and writer, or None once closed.
+
+    aiomysql offers no hook for socket options and no way to see that the server closed an
+    idle connection, so this one function reads its private ``_reader``/``_writer``
+    (present in aiomysql 0.1 to 0.3; it sets SO_KEEPALIVE itself but no timing).
+    """
+    reader = getattr(conn, "_reader", None)
+    writer = getattr(conn, "_writer", None)
+    if reader is None or writer is None:
+        return None
+    return reader, writer
+
+
+def connection_socket(conn: aiomysql.Connection) -> Any:
+    """The TCP (or unix) socket under ``conn``, or None once closed."""
+    streams = _streams(conn)
+    return None if streams is None else streams[1].get_extra_info("socket")
+
+
+def set_keepalive(conn: aiomysql.Connection) -> None:
+    """SO_KEEPALIVE and, where the platform has them, the probe timings on a TCP connection."""
+    sock = connection_socket(conn)
+    if sock is None or sock.family not in (socket.AF_INET, socket.AF_INET6):
+        return
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+    idle = getattr(socket, "TCP_KEEPIDLE", None) or getattr(socket, "TCP_KEEPALIVE", None)
+    for option, value in (
+        (idle, KEEPALIVE_IDLE),
+        (getattr(socket, "TCP_KEEPINTVL", None), KEEPALIVE_INTERVAL),
+        (getattr(socket, "TCP_KEEPCNT", None), KEEPALIVE_COUNT),
+    ):
+        if option is not None:
+            sock.setsockopt(socket.IPPROTO_TCP, option, value)
+
+
+def is_broken(conn: aiomysql.Connection) -> bool:
+    """Closed, or the server closed or broke it while it sat idle in the pool."""
+    streams = _streams(conn)
+    if streams is None:
+        return True
+    reader = streams[0]
+    return bool(
+        reader.at_eof() or reader.exception() is not None or getattr(reader, "eof_received", 0)
+    )
+
+
+# ---- the pool ----
+
+
+class Pool:
+    """At most ``size`` connections: idle ones reused newest first, broken ones never.
+
+    Written here rather than using ``aiomysql.Pool`` so that a connection can be discarded
+    (closed, its slot freed for a waiter), every new connection gets keepalive timings and
+    its session setup, and no connect holds a lock that other acquirers wait behind.
+    Callers bound every wait (``MySQLStore`` wraps each call in its timeout); a cancelled
+    acquire gives its slot back.
+    """
+
+    def __init__(self, options: dict[str, Any], size: int, setup: Sequence[str] = ()) -> None:
+        self.options = options
+        self.size = size
+        self.setup = tuple(setup)  # run once on each new connection
+        self.idle: list[tuple[aiomysql.Connection, float]] = []  # (connection, idle since)
+        self.busy: set[aiomysql.Connection] = set()
+        self.slots = asyncio.Semaphore(size)
+        self.drained = asyncio.Event()
+        self.closing = False
+        self.opened = 0  # connections opened so far
+        self.discarded = 0  # connections closed instead of reused
+
+    @property
+    def in_use(self) -> int:
+        """Connections handed out and not yet released."""
+        return len(self.busy)
+
+    async def acquire(self) -> aiomysql.Connection:
+        """A healthy idle connection, or a new one once a slot is free."""
+        if self.closing:
+            raise pymysql.err.InterfaceError(0, "the connection pool is closed")
+        await self.slots.acquire()
+        try:
+            if self.closing:
+                raise pymysql.err.InterfaceError(0, "the connection pool is closed")
+            conn = self._reuse() or await self._connect()
+        except BaseException:
+            self.slots.release()
+            raise
+        self.busy.add(conn)
+        return conn
+
+    def release(self, conn: aiomysql.Connection, discard: bool = False) -> None:
+        """Give ``conn`` back: pooled if healthy and outside a transaction, else closed."""
+        if conn not in self.busy:
+            return
+        self.busy.remove(conn)
+        if discard or self.closing or is_broken(conn) or conn.get_transaction_status():
+            conn.close()
+            self.discarded += 1
+        else:
+            self.idle.append((conn, asyncio.get_running_loop().time()))
+        self.slots.release()
+        if self.closing and not self.busy:
+            self.drained.set()
+
+    async def close(self, wait: float) -> None:
+        """Close idle connections now and busy ones when released (or after ``wait`` s)."""
+        self.closing = True
+        idle, self.idle = self.idle, []
+        for conn, _ in idle:
+            with contextlib.suppress(Exception):  # say goodbye (COM_QUIT), but never wait long
+                async with asyncio.timeout(wait):
+                    await conn.ensure_closed()
+            conn.close()
+        if self.busy:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(wait):
+                    await self.drained.wait()
+        for conn in list(self.busy):
+            conn.close()
+
+    def _reuse(self) -> aiomysql.Connection | None:
+        now = asyncio.get_running_loop().time()
+        while self.idle:
+            conn, since = self.idle.pop()
+            if not is_broken(conn) and now - since < IDLE_RECYCLE:
+                return conn
+            conn.close()
+            self.discarded += 1
+        return None
+
+    async def _connect(self) -> aiomysql.Connection:
+        conn = await aiomysql.connect(**self.options)
+        try:
+            set_keepalive(conn)
+            cur = await conn.cursor()
+            for statement in self.setup:
+                await cur.execute(statement)
+        except BaseException:
+            conn.close()
+            raise
+        self.opened += 1
+        return conn
+
+
+class _Cursor:
+    """Tx over one aiomysql cursor; every call is bounded by ``timeout``."""
+
+    def __init__(self, cur: aiomysql.Cursor, timeout: float, in_transaction: bool) -> None:
         self.cur = cur
+        self.timeout = timeout
+        self.in_transaction = in_transaction
+        self.write_sent = False
+        self.discard = False
+
+    async def call(self, awaitable: Awaitable[T]) -> T:
+        """Await one database call, at most ``timeout`` seconds (aiomysql closes the
+        connection when a read is cancelled, so a late answer can never be misread)."""
+        async with asyncio.timeout(self.timeout):
+            return await awaitable
 
     async def all(self, sql: str, args: Sequence[Any] = ()) -> list[Row]:
-        await self.cur.execute(sql, tuple(args) or None)
+        await self.call(self.cur.execute(sql, tuple(args) or None))
         return list(await self.cur.fetchall())
 
     async def one(self, sql: str, args: Sequence[Any] = ()) -> Row | None:
-        await self.cur.execute(sql, tuple(args) or None)
+        await self.call(self.cur.execute(sql, tuple(args) or None))
         row: Row | None = await self.cur.fetchone()
         return row
 
     async def run(self, sql: str, args: Sequence[Any] = ()) -> int:
-        count: int = await self.cur.execute(sql, tuple(args) or None)
+        if not self.in_transaction:
+            self.write_sent = True  # autocommit: once sent, it may be applied
+        count: int = await self.call(self.cur.execute(sql, tuple(args) or None))
         return count
 
 
@@ -82,57 +258,109 @@ class MySQLStore(SqlStore):
     kind = "mysql"
     now_sql = "NOW()"
     for_update = " FOR UPDATE"
+    lock_in_transaction = False  # autocommit under a named lock: see SqlStore.acquire_lock
 
-    def __init__(self, pool: aiomysql.Pool, prefix: str) -> None:
-        super().__init__(prefix)
+    def __init__(
+        self,
+        pool: Pool,
+        prefix: str,
+        *,
+        db_timeout: float = 5.0,
+        observe: Observe | None = None,
+        lock_scope: str = "",
+    ) -> None:
+        super().__init__(prefix, db_timeout=db_timeout, observe=observe)
         self.pool = pool
+        self.lock_scope = lock_scope or prefix  # names GET_LOCK locks apart per site
 
     @classmethod
-    async def open(cls, settings: Settings) -> MySQLStore:
-        """Create the connection pool; connections open on first use."""
+    async def open(
+        cls,
+        settings: Settings,
+        *,
+        observe: Observe | None = None,
+        init_command: str | None = None,
+    ) -> MySQLStore:
+        """Create the connection pool; connections open on first use.
+
+        ``init_command`` runs once on each new connection (for example a session
+        ``sql_mode``); the session ``time_zone`` is never set.
+        """
+        timeout = settings.db_timeout_seconds
         options: dict[str, Any] = {
             "user": settings.db_user,
             "password": settings.db_password,
             "db": settings.db_name,
             "autocommit": True,
             "charset": "utf8mb4",
-            "minsize": 0,  # connect on demand: a database that is down now may be up later
-            "maxsize": settings.db_pool_size,
-            "pool_recycle": 3600,
-            "connect_timeout": 5,
+            "connect_timeout": timeout + 1,  # a backstop: every acquire is bounded by timeout
         }
         if settings.db_socket:
             options["unix_socket"] = settings.db_socket
         else:
             options["host"] = settings.db_host
             options["port"] = settings.db_port
-        pool = await aiomysql.create_pool(**options)
-        return cls(pool, settings.table_prefix)
+        setup = [f"SET SESSION wait_timeout = LEAST(@@GLOBAL.wait_timeout, {SESSION_WAIT_TIMEOUT})"]
+        if init_command:
+            setup.append(init_command)
+        return cls(
+            Pool(options, settings.db_pool_size, setup),
+            settings.table_prefix,
+            db_timeout=timeout,
+            observe=observe,
+            lock_scope=f"{settings.db_name}.{settings.table_prefix}",
+        )
 
     @asynccontextmanager
     async def transaction(self, write: bool) -> AsyncIterator[Tx]:
-        """A pooled connection; BEGIN/COMMIT around writes, ROLLBACK and discard on failure."""
-        conn = await self.pool.acquire()
+        """A pooled connection; BEGIN/COMMIT around writes. Each call is time-boxed; a
+        connection that timed out, broke or was cancelled is closed, never pooled again."""
+        async with asyncio.timeout(self.timeout):
+            conn = await self.pool.acquire()
+        discard = True  # unless the block ends cleanly (or with a plain SQL error)
         try:
-            async with conn.cursor() as cur:
+            tx = _Cursor(await conn.cursor(), self.timeout, in_transaction=write)
+            if write:
+                await tx.call(conn.begin())
+            try:
+                yield tx
                 if write:
-                    await conn.begin()
-                try:
-                    yield _Cursor(cur)
-                    if write:
-                        await conn.commit()
-                except BaseException:
-                    if write and not conn.closed:
-                        try:
-                            await conn.rollback()
-                        except pymysql.err.Error:
-                            conn.close()
+                    tx.write_sent = True
+                    await tx.call(conn.commit())
+            except Exception as exc:
+                if conn.closed or (
+                    isinstance(exc, _CONNECTION_ERRORS) and not self.is_retryable(exc)
+                ):
                     raise
-        except (pymysql.err.OperationalError, pymysql.err.InterfaceError):
-            conn.close()  # a broken connection must not go back to the pool
-            raise
+                if write:
+                    try:
+                        await tx.call(conn.rollback())
+                    except Exception:
+                        raise exc from None
+                discard = tx.discard
+                raise
+            discard = tx.discard
         finally:
-            self.pool.release(conn)
+            self.pool.release(conn, discard=discard)
+
+    @asynccontextmanager
+    async def serialized(self, tx: Tx, key: str) -> AsyncIterator[None]:
+        """``GET_LOCK`` on a name derived from ``key``, released after the block.
+
+        If the block fails the connection is discarded instead: closing the session frees
+        the lock (and GET_LOCK nests per session, so a reused one could keep it).
+        """
+        digest = hashlib.sha256(f"{self.lock_scope}\0{key}".encode()).hexdigest()
+        name = f"appointease:{digest[:48]}"  # names are at most 64 characters
+        row = await tx.one("SELECT GET_LOCK(%s, %s)", (name, round(self.timeout * 0.8, 3)))
+        if not row or row[0] != 1:
+            raise StoreUnavailable(f"acquire_lock: another request of {key!r} holds its lock")
+        try:
+            yield
+        except BaseException:
+            tx.discard = True
+            raise
+        await tx.one("SELECT RELEASE_LOCK(%s)", (name,))
 
     def plus_seconds_sql(self) -> str:
         """``NOW() + INTERVAL n SECOND``."""
@@ -142,16 +370,29 @@ class MySQLStore(SqlStore):
         """Seconds from ``NOW()`` until ``column``."""
         return f"TIMESTAMPDIFF(SECOND, NOW(), {column})"
 
+    def add_seconds_sql(self, expression: str) -> str:
+        """``expression + INTERVAL n SECOND``."""
+        return f"{expression} + INTERVAL %s SECOND"
+
     def upsert_lock_sql(self) -> str:
-        """Assignments run left to right: client_id changes only when the row is ours or expired,
-        and expires_at then moves only when client_id is (now) ours."""
+        """Correct whether the server assigns left to right (the default) or simultaneously
+        (``SIMULTANEOUS_ASSIGNMENT`` in sql_mode): client_id is assigned first and created_at
+        second, each reading only expires_at (still the old value) and itself; expires_at
+        last reads created_at and client_id only where they cannot have changed (the row was
+        live, so created_at stayed, and client_id became ours exactly when it was ours)."""
+        expired = "expires_at <= NOW()"
+        created = "COALESCE(created_at, NOW())"
         return (
-            f"INSERT INTO {self.locks} (date, time, employee_id, client_id, expires_at)"  # noqa: S608
-            f" VALUES (%s, %s, %s, %s, {self.plus_seconds_sql()})"
+            f"INSERT INTO {self.locks}"  # noqa: S608
+            " (date, time, employee_id, client_id, expires_at, created_at)"
+            f" VALUES (%s, %s, %s, %s, {self.plus_seconds_sql()}, NOW())"
             " ON DUPLICATE KEY UPDATE"
-            " client_id = IF(expires_at <= NOW() OR client_id = VALUES(client_id),"
+            f" client_id = IF({expired} OR client_id = VALUES(client_id),"
             " VALUES(client_id), client_id),"
-            " expires_at = IF(client_id = VALUES(client_id), VALUES(expires_at), expires_at)"
+            f" created_at = IF({expired}, NOW(), created_at),"
+            f" expires_at = IF({expired}, VALUES(expires_at),"
+            f" IF(client_id = VALUES(client_id) AND {created} + INTERVAL %s SECOND > NOW(),"
+            f" LEAST(NOW() + INTERVAL %s SECOND, {created} + INTERVAL %s SECOND), expires_at))"
         )
 
     def last_insert_id_sql(self) -> str:
@@ -192,7 +433,7 @@ class MySQLStore(SqlStore):
             )
             return columns, keys
 
-        column_rows, key_rows = await self.run(work)
+        column_rows, key_rows = await self.run("describe_schema", work)
         columns: dict[str, set[str]] = {}
         for table, column in column_rows:
             columns.setdefault(str(table), set()).add(str(column).lower())
@@ -202,6 +443,5 @@ class MySQLStore(SqlStore):
         return columns, list(keys.values())
 
     async def close(self) -> None:
-        """Close the pool and wait for its connections."""
-        self.pool.close()
-        await self.pool.wait_closed()
+        """Close the pool: idle connections now, busy ones when released (bounded wait)."""
+        await self.pool.close(self.timeout)

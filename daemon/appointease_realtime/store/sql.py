@@ -8,16 +8,18 @@ from __future__ import annotations
 import asyncio
 import random
 from abc import ABC, abstractmethod
-from collections.abc import Awaitable, Callable, Collection, Sequence
+from collections.abc import Awaitable, Callable, Collection, Iterable, Sequence
 from contextlib import AbstractAsyncContextManager
 from datetime import date, datetime, time, timedelta
 from decimal import Decimal
 from time import perf_counter
-from typing import Any, Protocol, TypeVar
+from typing import Any, Protocol, TypeVar, overload
 
 from ..protocol import Room, Slot
 from .base import (
+    ADDRESS_LIMIT,
     HOLD_LIMIT,
+    HOLD_MAX,
     NOT_HOLDER,
     NOT_LOCKED,
     SLOT_BOOKED,
@@ -26,6 +28,7 @@ from .base import (
     HeldLock,
     LockOutcome,
     RoomState,
+    StoreTimeout,
     StoreUnavailable,
 )
 
@@ -55,16 +58,30 @@ REQUIRED_COLUMNS = {
 }
 INSERTABLE_COLUMNS = frozenset(APPOINTMENT_COLUMNS) - {"id"} | {"customer_id", "idempotency_key"}
 _RETRIES = 6
+_NO_CAP = 10 * 365 * 86400  # max_hold_seconds when the caller sets none: ten years
+# booked_times: one index range per (day, employees) clause; every query stays this small
+_BATCH_CLAUSES = 100
+_BATCH_PARAMS = 900  # below SQLite's oldest limit of 999 bound variables
+_CLAUSE_EMPLOYEES = 200
+
+Observe = Callable[[str, float], None]  # (operation, seconds)
+Work = Callable[["Tx"], Awaitable[T]]
 
 
 class Tx(Protocol):
-    """A connection inside one transaction (or one autocommit read)."""
+    """A connection inside one transaction (or in autocommit); every call is time-boxed."""
 
-    async def all(self, sql: str, args: Sequence[Any] = ()) -> list[Row]: ...
+    write_sent: bool  # an autocommitted write or a COMMIT went out: its outcome may be unknown
+    discard: bool  # set to close the connection afterwards instead of reusing it
 
-    async def one(self, sql: str, args: Sequence[Any] = ()) -> Row | None: ...
+    async def all(self, sql: str, args: Sequence[Any] = ()) -> list[Row]:
+        """Rows of a read."""
 
-    async def run(self, sql: str, args: Sequence[Any] = ()) -> int: ...
+    async def one(self, sql: str, args: Sequence[Any] = ()) -> Row | None:
+        """The first row of a read."""
+
+    async def run(self, sql: str, args: Sequence[Any] = ()) -> int:
+        """Execute a statement that changes data; return the affected row count."""
 
 
 def wire_time(value: Any) -> str:
@@ -94,15 +111,58 @@ def day_bounds(day: str) -> tuple[str, str]:
     return f"{start} 00:00:00", f"{start + timedelta(days=1)} 00:00:00"
 
 
+def like_escape(text: str) -> str:
+    """``text`` as a literal inside a LIKE pattern that uses ``ESCAPE '!'``."""
+    return text.replace("!", "!!").replace("%", "!%").replace("_", "!_")
+
+
+def booked_batches(rooms: Iterable[Room]) -> list[tuple[str, list[Any]]]:
+    """The WHERE clause and arguments of each booked_times query: days in order, one index
+    range per day (split when a day has many employees), at most ``_BATCH_CLAUSES`` ranges
+    and about ``_BATCH_PARAMS`` arguments per query, so no query grows with the watched days."""
+    by_day: dict[str, set[int]] = {}
+    for room in rooms:
+        by_day.setdefault(room.date, set()).add(room.employee_id)
+    clauses: list[tuple[str, list[Any]]] = []
+    for day in sorted(by_day):
+        employees = sorted(by_day[day])
+        for i in range(0, len(employees), _CLAUSE_EMPLOYEES):
+            chunk = employees[i : i + _CLAUSE_EMPLOYEES]
+            marks = ", ".join(["%s"] * len(chunk))
+            clauses.append(
+                (
+                    "(appointment_date >= %s AND appointment_date < %s"
+                    f" AND employee_id IN ({marks}))",
+                    [*day_bounds(day), *chunk],
+                )
+            )
+    batches: list[tuple[str, list[Any]]] = []
+    parts: list[str] = []
+    args: list[Any] = []
+    for clause, clause_args in clauses:
+        if parts and (len(parts) >= _BATCH_CLAUSES or len(args) + len(clause_args) > _BATCH_PARAMS):
+            batches.append((" OR ".join(parts), args))
+            parts, args = [], []
+        parts.append(clause)
+        args.extend(clause_args)
+    if parts:
+        batches.append((" OR ".join(parts), args))
+    return batches
+
+
 class SqlStore(ABC):
     """The lock rules and queries, written once for MySQL/MariaDB and SQLite."""
 
     kind: str
     now_sql: str  # the database's clock
     for_update: str  # row-lock suffix of a locking read ("" where the database has none)
+    lock_in_transaction: bool  # acquire_lock runs in a write transaction (else in autocommit)
 
-    def __init__(self, prefix: str) -> None:
-        self.observe: Callable[[str, float], None] | None = None  # (operation, seconds)
+    def __init__(
+        self, prefix: str, *, db_timeout: float = 5.0, observe: Observe | None = None
+    ) -> None:
+        self.observe = observe  # called with (operation, seconds) after each successful run
+        self.timeout = db_timeout  # seconds any single database call may take
         self.prefix = prefix
         self.locks = f"{prefix}appointease_slot_locks"
         self.appointments = f"{prefix}appointments"
@@ -123,8 +183,17 @@ class SqlStore(ABC):
         """A connection in a transaction (``write``) or in autocommit (read)."""
 
     @abstractmethod
+    def serialized(self, tx: Tx, key: str) -> AbstractAsyncContextManager[None]:
+        """Hold ``key`` exclusively (across processes) while one holder's locks are counted
+        and written; on error the context marks ``tx`` for discarding."""
+
+    @abstractmethod
     def plus_seconds_sql(self) -> str:
         """SQL for the database's now plus one bound number of seconds."""
+
+    @abstractmethod
+    def add_seconds_sql(self, expression: str) -> str:
+        """SQL for the datetime ``expression`` plus one bound number of seconds."""
 
     @abstractmethod
     def seconds_left_sql(self, column: str) -> str:
@@ -132,7 +201,15 @@ class SqlStore(ABC):
 
     @abstractmethod
     def upsert_lock_sql(self) -> str:
-        """Insert a lock, or refresh/take over the row only if it is ours or expired."""
+        """Insert a lock, or take over the row if expired, or refresh it if ours (capped).
+
+        Arguments: date, time, employee_id, client_id, first ttl (ttl capped by the maximum
+        hold), max hold, ttl, max hold. A new or taken-over row gets ``created_at`` = now; a
+        refresh sets ``expires_at`` to ``LEAST(now + ttl, created_at + max hold)`` and is
+        skipped once ``created_at + max hold <= now``; a live row of another holder, unchanged.
+        Every assignment must read only the row's values before the statement, whatever the
+        order the database evaluates them in.
+        """
 
     @abstractmethod
     def is_retryable(self, exc: BaseException) -> bool:
@@ -144,25 +221,50 @@ class SqlStore(ABC):
 
     # ---- the retry and error boundary ----
 
-    async def run(self, work: Callable[[Tx], Awaitable[T]], write: bool = False) -> T:
-        """Run ``work`` in a transaction; retry deadlocks; map failures to StoreUnavailable."""
+    @overload
+    async def run(self, name: str, work: Work[T], write: bool = False) -> T: ...
+
+    @overload
+    async def run(self, name: Work[T], work: None = None, write: bool = False) -> T: ...
+
+    async def run(self, name: str | Work[T], work: Work[T] | None = None, write: bool = False) -> T:
+        """Run ``work`` as the operation ``name`` in a transaction (``write``) or autocommit.
+
+        Deadlocks are retried while the timeout lasts; a call that gets no answer within
+        ``timeout`` raises StoreTimeout, any other database failure StoreUnavailable, both
+        naming the operation. ``observe(name, seconds)`` follows each success.
+        (``run(work)`` without a name is the old form, named from ``work``'s qualified name;
+        kept until every caller passes a name.)
+        """
+        if not isinstance(name, str):
+            work, name = name, _legacy_name(name)
+        assert work is not None
         began = perf_counter()
         for attempt in range(_RETRIES):
+            tx: Tx | None = None
             try:
                 async with self.transaction(write) as tx:
                     result = await work(tx)
-                if (
-                    self.observe is not None
-                ):  # e.g. "acquire_lock" from "...acquire_lock.<locals>.work"
-                    self.observe(work.__qualname__.split(".")[-3], perf_counter() - began)
-                return result
+            except TimeoutError as exc:
+                unknown = tx is not None and tx.write_sent
+                raise StoreTimeout(
+                    f"{name}: the database did not answer within {self.timeout:g} s"
+                    + ("; a write may or may not have been applied" if unknown else ""),
+                    outcome_unknown=unknown,
+                ) from exc
+            except StoreUnavailable:
+                raise
             except Exception as exc:
-                if self.is_retryable(exc) and attempt < _RETRIES - 1:
+                retry = attempt < _RETRIES - 1 and perf_counter() - began < self.timeout
+                if retry and self.is_retryable(exc):
                     await asyncio.sleep(random.uniform(0.001, 0.01) * (attempt + 1))
                     continue
                 if self.is_database_error(exc) or isinstance(exc, OSError):
-                    raise StoreUnavailable(f"{type(exc).__name__}: {exc}") from exc
+                    raise StoreUnavailable(f"{name}: {type(exc).__name__}: {exc}") from exc
                 raise
+            if self.observe is not None:
+                self.observe(name, perf_counter() - began)
+            return result
         raise AssertionError("unreachable")  # pragma: no cover
 
     async def ping(self) -> None:
@@ -171,7 +273,7 @@ class SqlStore(ABC):
         async def work(tx: Tx) -> None:
             await tx.one("SELECT 1")
 
-        await self.run(work)
+        await self.run("ping", work)
 
     async def schema_problems(self) -> list[str]:
         """Missing tables, columns or the unique key on (date, time, employee_id)."""
@@ -208,49 +310,93 @@ class SqlStore(ABC):
                 for statement in ddl[table]:
                     await tx.run(statement)
 
-        await self.run(work)
+        await self.run("create_schema", work)
         return missing
 
     # ---- locks ----
 
     async def acquire_lock(
-        self, slot: Slot, client_id: str, ttl_seconds: int, hold_limit: int
+        self,
+        slot: Slot,
+        client_id: str,
+        ttl_seconds: int,
+        hold_limit: int,
+        *,
+        owner: str | None = None,
+        owner_limit: int = 0,
+        max_hold_seconds: int | None = None,
     ) -> LockOutcome:
         """Take, refresh or take over the lock on ``slot`` for ``client_id``.
 
         The single upsert statement decides, atomically in the database, who holds the slot
-        (an expired row is taken over inside it); the read before it refuses booked slots and
-        clients at their hold limit, the read after it says who won. Three round trips, no
-        explicit transaction: nothing between them can hand our fresh row to someone else.
+        (an expired row is taken over inside it, a refresh is capped at ``created_at +
+        max_hold_seconds``); the read before it refuses booked slots and holders at their
+        limits, the read after it says who won.
+
+        The limits are counts of other rows, and two requests of one holder could both count
+        before either writes. So the count and the write of one holder run under one lock
+        that every process takes: on MySQL a named lock (``GET_LOCK``) keyed by the owner tag
+        (or by ``client_id`` without one), held around autocommitted statements so each
+        count sees every committed row and each write is committed before the lock is
+        released; on SQLite the ``BEGIN IMMEDIATE`` write transaction, which already
+        excludes every other writer. Different slots of different holders never wait for
+        each other; racers for one slot are decided by the upsert.
         """
+        if owner is not None and (not owner or not client_id.endswith(f"~{owner}")):
+            raise ValueError(f"client id {client_id!r} does not carry the owner tag {owner!r}")
+        if owner is not None and owner_limit < 1:
+            raise ValueError("owner_limit must be at least 1 when an owner is given")
+        cap = _NO_CAP if max_hold_seconds is None else max_hold_seconds
+        if ttl_seconds < 1 or cap < 1:
+            raise ValueError("ttl_seconds and max_hold_seconds must be at least 1")
         key = (slot.date, f"{slot.time}:00", slot.employee_id)
-        locks = self.locks
+        locks, now = self.locks, self.now_sql
+        elsewhere = f"expires_at > {now} AND NOT (date = %s AND time = %s AND employee_id = %s)"
+        counts = [f"(SELECT COUNT(*) FROM {locks} WHERE client_id = %s AND {elsewhere})"]  # noqa: S608
+        args: list[Any] = [f"{slot.date} {slot.time}:00", slot.employee_id, client_id, *key]
+        if owner is not None:
+            counts.append(
+                f"(SELECT COUNT(*) FROM {locks} WHERE client_id LIKE %s ESCAPE '!'"  # noqa: S608
+                f" AND {elsewhere})"
+            )
+            args.extend((f"%~{like_escape(owner)}", *key))
+        checks_sql = (
+            f"SELECT EXISTS (SELECT 1 FROM {self.appointments}"  # noqa: S608
+            f" WHERE appointment_date = %s AND employee_id = %s AND {self.not_cancelled}),"
+            f" {', '.join(counts)}"
+        )
+        created = f"COALESCE(created_at, {now})"
+        winner_sql = (
+            f"SELECT client_id, {self.seconds_left_sql('expires_at')},"  # noqa: S608
+            f" {self.add_seconds_sql(created)} <= {now}"
+            f" FROM {locks} WHERE date = %s AND time = %s AND employee_id = %s"
+        )
 
         async def work(tx: Tx) -> LockOutcome:
-            checks = await tx.one(
-                f"SELECT EXISTS (SELECT 1 FROM {self.appointments}"  # noqa: S608
-                f" WHERE appointment_date = %s AND employee_id = %s AND {self.not_cancelled}),"
-                f" (SELECT COUNT(*) FROM {locks} WHERE client_id = %s"
-                f" AND expires_at > {self.now_sql}"
-                " AND NOT (date = %s AND time = %s AND employee_id = %s))",
-                (f"{slot.date} {slot.time}:00", slot.employee_id, client_id, *key),
-            )
-            booked, held = checks if checks else (0, 0)
-            if booked:
-                return LockOutcome(False, 0, SLOT_BOOKED)
-            if held >= hold_limit:
-                return LockOutcome(False, 0, HOLD_LIMIT)
-            await tx.run(self.upsert_lock_sql(), (*key, client_id, ttl_seconds))
-            row = await tx.one(
-                f"SELECT client_id, {self.seconds_left_sql('expires_at')} FROM {locks}"  # noqa: S608
-                " WHERE date = %s AND time = %s AND employee_id = %s",
-                key,
-            )
-            if row is not None and row[0] == client_id:
-                return LockOutcome(True, int(row[1]))
-            return LockOutcome(False, max(int(row[1]), 0) if row else 0, SLOT_LOCKED)
+            async with self.serialized(tx, owner if owner is not None else client_id):
+                checks = await tx.one(checks_sql, args)
+                booked, held, *owned = checks if checks else (0, 0)
+                if booked:
+                    return LockOutcome(False, 0, SLOT_BOOKED)
+                if held >= hold_limit:
+                    return LockOutcome(False, 0, HOLD_LIMIT)
+                if owned and owned[0] >= owner_limit:
+                    return LockOutcome(False, 0, ADDRESS_LIMIT)
+                await tx.run(
+                    self.upsert_lock_sql(),
+                    (*key, client_id, min(ttl_seconds, cap), cap, ttl_seconds, cap),
+                )
+                row = await tx.one(winner_sql, (cap, *key))
+            if row is None:  # deleted (by an admin or a sweep) in between: nobody holds it
+                return LockOutcome(False, 0, SLOT_LOCKED)
+            holder, left, at_max = str(row[0]), int(row[1]), bool(row[2])
+            if holder != client_id:
+                return LockOutcome(False, max(left, 0), SLOT_LOCKED)
+            if at_max:  # our own hold, as old as it may get: not refreshed
+                return LockOutcome(False, max(left, 0), HOLD_MAX)
+            return LockOutcome(True, left)
 
-        return await self.run(work)
+        return await self.run("acquire_lock", work, write=self.lock_in_transaction)
 
     async def release_lock(self, slot: Slot, client_id: str) -> str | None:
         """Delete ``client_id``'s lock on ``slot``; None when released, else the reason."""
@@ -271,7 +417,7 @@ class SqlStore(ABC):
             )
             return NOT_HOLDER if live else NOT_LOCKED
 
-        return await self.run(work, write=True)
+        return await self.run("release_lock", work, write=True)
 
     async def release_client_locks(self, client_id: str) -> list[Slot]:
         """Delete every lock ``client_id`` holds; return the freed slots."""
@@ -286,7 +432,7 @@ class SqlStore(ABC):
                 await tx.run(f"DELETE FROM {self.locks} WHERE client_id = %s", (client_id,))  # noqa: S608
             return [Slot(str(wire_value(d)), wire_time(t), int(e)) for d, t, e in rows]
 
-        return await self.run(work, write=True)
+        return await self.run("release_client_locks", work, write=True)
 
     async def delete_lock(self, slot: Slot) -> str | None:
         """Delete whatever lock is on ``slot``; return the former holder's client id."""
@@ -303,7 +449,7 @@ class SqlStore(ABC):
             await tx.run(f"DELETE FROM {self.locks} {where}", key)  # noqa: S608
             return str(row[0])
 
-        return await self.run(work, write=True)
+        return await self.run("delete_lock", work, write=True)
 
     async def sweep_expired_locks(self) -> list[HeldLock]:
         """Delete expired lock rows (whoever wrote them); return what was deleted."""
@@ -326,7 +472,7 @@ class SqlStore(ABC):
                 for _, d, t, e, c in rows
             ]
 
-        return await self.run(work, write=True)
+        return await self.run("sweep_expired_locks", work, write=True)
 
     async def live_locks(self, limit: int = 1000) -> list[HeldLock]:
         """Live locks, soonest expiry first."""
@@ -343,7 +489,7 @@ class SqlStore(ABC):
                 for d, t, e, c, s in rows
             ]
 
-        return await self.run(work)
+        return await self.run("live_locks", work)
 
     # ---- rooms and appointments ----
 
@@ -372,38 +518,47 @@ class SqlStore(ABC):
                 ],
             )
 
-        return await self.run(work)
+        return await self.run("room_state", work)
 
     async def booked_times(self, rooms: Collection[Room]) -> dict[Room, set[str]]:
-        """Booked times of many rooms in one query."""
+        """Booked times of many rooms, in queries of bounded size (see booked_batches)."""
         result: dict[Room, set[str]] = {room: set() for room in rooms}
-        if not rooms:
-            return result
-        by_day: dict[str, list[int]] = {}
-        for room in rooms:
-            by_day.setdefault(room.date, []).append(room.employee_id)
-        clauses: list[str] = []
-        args: list[Any] = []
-        for day, employees in by_day.items():  # one index range per watched day
-            marks = ", ".join(["%s"] * len(employees))
-            clauses.append(
-                f"(appointment_date >= %s AND appointment_date < %s AND employee_id IN ({marks}))"
-            )
-            args.extend((*day_bounds(day), *employees))
+        batches = booked_batches(result)
 
         async def work(tx: Tx) -> list[Row]:
-            return await tx.all(
-                f"SELECT employee_id, appointment_date FROM {self.appointments}"  # noqa: S608
-                f" WHERE {self.not_cancelled} AND ({' OR '.join(clauses)})",
-                args,
-            )
+            rows: list[Row] = []
+            for where, args in batches:
+                rows.extend(
+                    await tx.all(
+                        f"SELECT employee_id, appointment_date FROM {self.appointments}"  # noqa: S608
+                        f" WHERE {self.not_cancelled} AND ({where})",
+                        args,
+                    )
+                )
+            return rows
 
-        for employee_id, when in await self.run(work):
+        if not batches:
+            return result
+        for employee_id, when in await self.run("booked_times", work):
             text = wire_value(when)
             room = Room(text[:10], int(employee_id))
             if room in result:
                 result[room].add(text[11:16])
         return result
+
+    async def count_foreign_appointments(self, prefix: str) -> int:
+        """Appointments whose ``strong_id`` is NULL or does not start with ``prefix``
+        (compared as the column's collation compares: case-insensitively on MySQL)."""
+
+        async def work(tx: Tx) -> int:
+            row = await tx.one(
+                f"SELECT COUNT(*) FROM {self.appointments}"  # noqa: S608
+                " WHERE strong_id IS NULL OR strong_id NOT LIKE %s ESCAPE '!'",
+                (f"{like_escape(prefix)}%",),
+            )
+            return int(row[0]) if row else 0
+
+        return await self.run("count_foreign_appointments", work)
 
     async def appointments_for(self, email: str) -> list[Appointment]:
         """Non-cancelled appointments of one customer, by date (at most 500)."""
@@ -416,7 +571,7 @@ class SqlStore(ABC):
                 (email,),
             )
 
-        return [self._appointment(row) for row in await self.run(work)]
+        return [self._appointment(row) for row in await self.run("appointments_for", work)]
 
     async def appointments_matching(
         self, employee_id: int | None, date_from: str | None, date_to: str | None
@@ -441,7 +596,8 @@ class SqlStore(ABC):
                 args,
             )
 
-        return [self._appointment(row) for row in await self.run(work)]
+        rows = await self.run("appointments_matching", work)
+        return [self._appointment(row) for row in rows]
 
     async def appointment(self, ref: str | int) -> Appointment | None:
         """One appointment by numeric id or ``strong_id``."""
@@ -454,7 +610,7 @@ class SqlStore(ABC):
                 (int(ref) if column == "id" else str(ref),),
             )
 
-        row = await self.run(work)
+        row = await self.run("appointment", work)
         return None if row is None else self._appointment(row)
 
     async def insert_appointment(self, fields: dict[str, Any]) -> int:
@@ -473,7 +629,7 @@ class SqlStore(ABC):
             row = await tx.one(self.last_insert_id_sql())
             return int(row[0]) if row else 0
 
-        return await self.run(work, write=True)
+        return await self.run("insert_appointment", work, write=True)
 
     async def update_appointment(self, appointment_id: int, fields: dict[str, Any]) -> bool:
         """Change columns of one appointment (QA); True when the row exists."""
@@ -489,7 +645,7 @@ class SqlStore(ABC):
                 [*(fields[n] for n in names), appointment_id],
             )
 
-        return await self.run(work, write=True) > 0
+        return await self.run("update_appointment", work, write=True) > 0
 
     @abstractmethod
     def last_insert_id_sql(self) -> str:
@@ -497,6 +653,13 @@ class SqlStore(ABC):
 
     @staticmethod
     def _appointment(row: Row) -> Appointment:
+        """A row as the wire carries it."""
         return {
             name: wire_value(value) for name, value in zip(APPOINTMENT_COLUMNS, row, strict=True)
         }
+
+
+def _legacy_name(work: Callable[..., Any]) -> str:
+    """``acquire_lock`` from ``Store.acquire_lock.<locals>.work``: the old run(work) naming."""
+    parts = work.__qualname__.split(".")
+    return parts[-3] if len(parts) >= 3 else work.__qualname__

@@ -2,20 +2,28 @@
 
 One connection, one coroutine at a time; writes run in ``BEGIN IMMEDIATE`` so the lock
 rules are as exclusive as on MySQL. The clock is SQLite's ``datetime('now')`` (UTC).
+
+Every call is time-boxed like MySQL's. aiosqlite runs calls in one thread that a timeout
+cannot stop (``interrupt()`` ends a running statement, not a wait for another process's
+lock, so ``busy_timeout`` ends just after the timeout); the next transaction first waits
+for that thread and rolls back whatever the abandoned call left open.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import sqlite3
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import aiosqlite
 
-from .sql import Row, SqlStore, Tx
+from .sql import Observe, Row, SqlStore, Tx
+
+T = TypeVar("T")
 
 APPOINTMENTS_DDL = """CREATE TABLE IF NOT EXISTS {prefix}appointments (
   id INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -67,21 +75,28 @@ def _sqlite(sql: str) -> str:
 class _Connection:
     """Tx over the single aiosqlite connection."""
 
-    def __init__(self, conn: aiosqlite.Connection) -> None:
-        self.conn = conn
+    def __init__(self, store: SQLiteStore, in_transaction: bool) -> None:
+        self.store = store
+        self.conn = store.conn
+        self.in_transaction = in_transaction
+        self.write_sent = False
+        self.discard = False
 
     async def all(self, sql: str, args: Sequence[Any] = ()) -> list[Row]:
-        async with self.conn.execute(_sqlite(sql), tuple(args)) as cur:
-            return [tuple(row) for row in await cur.fetchall()]
+        rows = await self.store.call(self.conn.execute_fetchall(_sqlite(sql), tuple(args)))
+        return [tuple(row) for row in rows]
 
     async def one(self, sql: str, args: Sequence[Any] = ()) -> Row | None:
-        async with self.conn.execute(_sqlite(sql), tuple(args)) as cur:
-            row = await cur.fetchone()
-            return None if row is None else tuple(row)
+        rows = await self.all(sql, args)
+        return rows[0] if rows else None
 
     async def run(self, sql: str, args: Sequence[Any] = ()) -> int:
-        async with self.conn.execute(_sqlite(sql), tuple(args)) as cur:
-            return int(cur.rowcount)
+        if not self.in_transaction:
+            self.write_sent = True  # autocommit: once handed over, it may be applied
+        cur = await self.store.call(self.conn.execute(_sqlite(sql), tuple(args)))
+        count = int(cur.rowcount)
+        await self.store.call(cur.close())
+        return count
 
 
 class SQLiteStore(SqlStore):
@@ -90,62 +105,118 @@ class SQLiteStore(SqlStore):
     kind = "sqlite"
     now_sql = "datetime('now')"
     for_update = ""
+    lock_in_transaction = True  # BEGIN IMMEDIATE excludes every other writer, in any process
 
-    def __init__(self, conn: aiosqlite.Connection, prefix: str) -> None:
-        super().__init__(prefix)
+    def __init__(
+        self,
+        conn: aiosqlite.Connection,
+        prefix: str,
+        *,
+        db_timeout: float = 5.0,
+        observe: Observe | None = None,
+    ) -> None:
+        super().__init__(prefix, db_timeout=db_timeout, observe=observe)
         self.conn = conn
         self.guard = asyncio.Lock()
+        self.unsettled = False  # a call timed out or was cancelled: settle before the next
 
     @classmethod
-    async def open(cls, path: str, prefix: str, create: bool = True) -> SQLiteStore:
+    async def open(
+        cls,
+        path: str,
+        prefix: str,
+        create: bool = True,
+        *,
+        db_timeout: float = 5.0,
+        observe: Observe | None = None,
+    ) -> SQLiteStore:
         """Open (and by default create the tables of) the SQLite file at ``path``."""
         if path != ":memory:":
             Path(path).parent.mkdir(parents=True, exist_ok=True)
         conn = await aiosqlite.connect(path, isolation_level=None)
         await conn.execute("PRAGMA journal_mode=WAL")
-        await conn.execute("PRAGMA busy_timeout=5000")
-        store = cls(conn, prefix)
+        # SQLite's own wait for another process's lock ends just after our timeout
+        await conn.execute(f"PRAGMA busy_timeout={int(db_timeout * 1000) + 100}")
+        store = cls(conn, prefix, db_timeout=db_timeout, observe=observe)
         if create:
             await store.create_schema()
         return store
+
+    async def call(self, awaitable: Awaitable[T]) -> T:
+        """Await one call on the connection, at most ``timeout`` seconds."""
+        try:
+            async with asyncio.timeout(self.timeout):
+                return await awaitable
+        except (TimeoutError, asyncio.CancelledError):
+            self.unsettled = True  # the call may still be running in aiosqlite's thread
+            raise
 
     @asynccontextmanager
     async def transaction(self, write: bool) -> AsyncIterator[Tx]:
         """The connection, alone; writes inside BEGIN IMMEDIATE ... COMMIT."""
         async with self.guard:
+            if self.unsettled:
+                await self._settle()
+            tx = _Connection(self, in_transaction=write)
             if not write:
-                yield _Connection(self.conn)
+                yield tx
                 return
-            await self.conn.execute("BEGIN IMMEDIATE")
+            await self.call(self.conn.execute("BEGIN IMMEDIATE"))
             try:
-                yield _Connection(self.conn)
+                yield tx
             except BaseException:
-                await self.conn.execute("ROLLBACK")
+                if not self.unsettled:
+                    try:
+                        await self.call(self.conn.execute("ROLLBACK"))
+                    except Exception:
+                        self.unsettled = True
                 raise
-            await self.conn.execute("COMMIT")
+            tx.write_sent = True
+            await self.call(self.conn.execute("COMMIT"))
+
+    async def _settle(self) -> None:
+        """Wait for the call a timeout abandoned, then roll back what it left open."""
+        await self.conn.interrupt()  # ends a statement still running; not a busy wait
+        await self.call(self.conn.execute_fetchall("SELECT 1"))  # queued behind it
+        if self.conn.in_transaction:
+            await self.call(self.conn.execute("ROLLBACK"))
+        self.unsettled = False
+
+    def serialized(self, tx: Tx, key: str) -> contextlib.AbstractAsyncContextManager[None]:
+        """Nothing more to hold: acquire_lock runs in BEGIN IMMEDIATE (lock_in_transaction)."""
+        return contextlib.nullcontext()
 
     def plus_seconds_sql(self) -> str:
         """``datetime('now', '+n seconds')``."""
         return "datetime('now', '+' || %s || ' seconds')"
+
+    def add_seconds_sql(self, expression: str) -> str:
+        """``datetime(expression, '+n seconds')``."""
+        return f"datetime({expression}, '+' || %s || ' seconds')"
 
     def seconds_left_sql(self, column: str) -> str:
         """Whole seconds from now until ``column``."""
         return f"CAST(ROUND((julianday({column}) - julianday('now')) * 86400) AS INTEGER)"
 
     def upsert_lock_sql(self) -> str:
-        """SQLite evaluates every SET expression on the old row, so both test the same thing."""
-        ours_or_expired = (
-            f"{self.locks}.expires_at <= datetime('now')"
-            f" OR {self.locks}.client_id = excluded.client_id"
-        )
+        """SQLite evaluates every SET expression on the old row (``{locks}.column``)."""
+        locks = self.locks
+        expired = f"{locks}.expires_at <= datetime('now')"
+        created = f"COALESCE({locks}.created_at, datetime('now'))"
         return (
-            f"INSERT INTO {self.locks} (date, time, employee_id, client_id, expires_at)"  # noqa: S608
-            f" VALUES (%s, %s, %s, %s, {self.plus_seconds_sql()})"
+            f"INSERT INTO {locks}"  # noqa: S608
+            " (date, time, employee_id, client_id, expires_at, created_at)"
+            f" VALUES (%s, %s, %s, %s, {self.plus_seconds_sql()}, datetime('now'))"
             " ON CONFLICT (date, time, employee_id) DO UPDATE SET"
-            f" client_id = CASE WHEN {ours_or_expired}"
-            f" THEN excluded.client_id ELSE {self.locks}.client_id END,"
-            f" expires_at = CASE WHEN {ours_or_expired}"
-            f" THEN excluded.expires_at ELSE {self.locks}.expires_at END"
+            f" client_id = CASE WHEN {expired} OR {locks}.client_id = excluded.client_id"
+            f" THEN excluded.client_id ELSE {locks}.client_id END,"
+            f" created_at = CASE WHEN {expired} THEN datetime('now')"
+            f" ELSE {locks}.created_at END,"
+            f" expires_at = CASE WHEN {expired} THEN excluded.expires_at"
+            f" WHEN {locks}.client_id = excluded.client_id"
+            f" AND {self.add_seconds_sql(created)} > datetime('now')"
+            f" THEN min({self.plus_seconds_sql()}, {self.add_seconds_sql(created)})"
+            f" ELSE {locks}.expires_at END"
         )
 
     def last_insert_id_sql(self) -> str:
@@ -189,7 +260,7 @@ class SQLiteStore(SqlStore):
                     keys.append([str(c).lower() for (c,) in cols])
             return columns, keys
 
-        return await self.run(work)
+        return await self.run("describe_schema", work)
 
     async def close(self) -> None:
         """Close the connection."""

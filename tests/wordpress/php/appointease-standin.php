@@ -193,3 +193,17 @@ add_filter(
 		return $email;
 	}
 );
+
+/*
+ * Test helper (not AppointEase): admin-ajax.php?action=aert_nonce&for=<action>
+ * answers the logged-in user's own nonce for <action>, so a test can show that
+ * a user without the capability is refused even with a valid nonce.
+ */
+add_action(
+	'wp_ajax_aert_nonce',
+	static function () {
+		$for = isset( $_GET['for'] ) ? sanitize_key( wp_unslash( $_GET['for'] ) ) : ''; // phpcs:ignore WordPress.Security
+		echo esc_html( wp_create_nonce( $for ) );
+		wp_die();
+	}
+);

@@ -2,13 +2,18 @@
 /**
  * Installs the throw-away test WordPress without WP-CLI.
  *
- * Usage: php install.php <docroot> <base_url>
- * Runs wp_install(), creates AppointEase's two tables exactly as the plugin
- * does (shared/booking-block.md) and activates the bridge plugin.
+ * Usage: php install.php <docroot> <base_url> [--multisite]
+ * Runs wp_install(), switches to the test theme (theme/aert-test-theme, copied
+ * by the harness), creates AppointEase's two tables exactly as the plugin does
+ * (shared/booking-block.md) and, with --multisite, the network tables of a
+ * sub-directory network (wp-config.php gets MULTISITE afterwards). The bridge
+ * is installed afterwards from its zip (install-plugin.php).
+ * Prints {"installed": true} as its last line.
  */
 
-$docroot = $argv[1];
-$parts   = parse_url( $argv[2] );
+$docroot        = $argv[1];
+$aert_multisite = in_array( '--multisite', $argv, true );
+$parts          = parse_url( $argv[2] );
 
 $_SERVER['HTTP_HOST']   = $parts['host'] . ( isset( $parts['port'] ) ? ':' . $parts['port'] : '' );
 $_SERVER['SERVER_NAME'] = $parts['host'];
@@ -76,9 +81,26 @@ foreach ( $tables as $sql ) {
 	}
 }
 
-$activated = activate_plugin( 'appointease-realtime-bridge/appointease-realtime-bridge.php' );
-if ( is_wp_error( $activated ) ) {
-	fwrite( STDERR, 'plugin activation failed: ' . $activated->get_error_message() . PHP_EOL );
+// The test theme, so the front page prints wp_head()/wp_footer() (Debian ships no theme
+// unless its Recommends are installed).
+$theme = wp_get_theme( 'aert-test-theme' );
+if ( ! $theme->exists() || $theme->errors() ) {
+	fwrite( STDERR, 'the test theme is missing: ' . implode( ' ', (array) $theme->errors() ) . PHP_EOL );
 	exit( 1 );
 }
-echo "installed\n";
+switch_theme( 'aert-test-theme' );
+
+if ( $aert_multisite ) {
+	require_once ABSPATH . 'wp-admin/includes/network.php';
+	// As wp-admin/network.php does: a single site's $wpdb has no names for the network tables yet.
+	foreach ( $wpdb->tables( 'ms_global' ) as $table => $prefixed_table ) {
+		$wpdb->$table = $prefixed_table;
+	}
+	install_network();
+	$network = populate_network( 1, $_SERVER['HTTP_HOST'], 'admin@example.org', 'AppointEase Realtime test network', '/', false );
+	if ( is_wp_error( $network ) ) {
+		fwrite( STDERR, 'populate_network failed: ' . $network->get_error_message() . PHP_EOL );
+		exit( 1 );
+	}
+}
+echo json_encode( array( 'installed' => true, 'theme' => get_stylesheet() ) ), "\n";

@@ -24,7 +24,8 @@
 })(typeof self !== 'undefined' ? self : this, function () {
   'use strict';
 
-  const VERSION = '1.0.0';
+  // The release version: the same as the plugin header's and the daemon's __version__.
+  const VERSION = '0.2.0';
 
   const DEFAULTS = {
     url: null, // ws(s)://host:port/ (a path token is fine; the query is kept), or a function
@@ -661,6 +662,7 @@
 
   AppointEaseRealtime.RealtimeError = RealtimeError;
   AppointEaseRealtime.VERSION = VERSION;
+  AppointEaseRealtime.version = VERSION;
   AppointEaseRealtime.DEFAULTS = DEFAULTS;
   return AppointEaseRealtime;
 });

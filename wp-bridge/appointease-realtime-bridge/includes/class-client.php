@@ -98,7 +98,7 @@ final class AppointEase_RT_Client {
 				'ok'     => false,
 				'status' => 0,
 				'body'   => '',
-				'error'  => __( 'APPOINTEASE_RT_URL is not defined.', 'appointease-realtime-bridge' ),
+				'error'  => __( 'The daemon URL (APPOINTEASE_RT_URL) is not set.', 'appointease-realtime-bridge' ),
 			);
 		}
 		$response = wp_remote_get(

@@ -47,7 +47,7 @@ final class AppointEase_RT_Plugin {
 	 */
 	public static function instance(): self {
 		if ( null === self::$instance ) {
-			self::$instance = new self( AppointEase_RT_Config::from_constants() );
+			self::$instance = new self( AppointEase_RT_Config::load() );
 		}
 		return self::$instance;
 	}
@@ -99,17 +99,73 @@ final class AppointEase_RT_Plugin {
 	}
 
 	/**
-	 * Activation: create the table, schedule the retry cron.
+	 * Activation: on this site, or on every site of the network when network-activated.
+	 *
+	 * @param bool $network_wide Network activation (multisite).
 	 */
-	public static function activate(): void {
-		self::instance()->outbox()->install();
+	public static function activate( $network_wide = false ): void {
+		if ( $network_wide && is_multisite() ) {
+			foreach ( self::site_ids() as $site_id ) {
+				switch_to_blog( $site_id );
+				self::activate_site();
+				restore_current_blog();
+			}
+			return;
+		}
+		self::activate_site();
+	}
+
+	/**
+	 * Every site id of a multisite installation, in pages (get_sites() alone stops at 100).
+	 *
+	 * @return int[]
+	 */
+	public static function site_ids(): array {
+		$ids    = array();
+		$offset = 0;
+		do {
+			$page = get_sites(
+				array(
+					'fields'                 => 'ids',
+					'number'                 => 100,
+					'offset'                 => $offset,
+					'orderby'                => 'id',
+					'order'                  => 'ASC',
+					'update_site_meta_cache' => false,
+				)
+			);
+			$ids     = array_merge( $ids, array_map( 'intval', $page ) );
+			$offset += 100;
+		} while ( 100 === count( $page ) );
+		return $ids;
+	}
+
+	/**
+	 * Activation on the current site: the table, the retry cron, the staff capability for administrators.
+	 */
+	public static function activate_site(): void {
+		self::instance()->outbox()->install(); // Uses $wpdb->prefix of the current site.
 		self::schedule_cron();
+		$admin = get_role( 'administrator' );
+		if ( null !== $admin ) {
+			$admin->add_cap( AppointEase_RT_Token::STAFF_CAPABILITY );
+		}
 	}
 
 	/**
 	 * Deactivation: stop the cron (queued events stay for a later reactivation).
+	 *
+	 * @param bool $network_wide Network deactivation (multisite).
 	 */
-	public static function deactivate(): void {
+	public static function deactivate( $network_wide = false ): void {
+		if ( $network_wide && is_multisite() ) {
+			foreach ( self::site_ids() as $site_id ) {
+				switch_to_blog( $site_id );
+				wp_clear_scheduled_hook( self::CRON_HOOK );
+				restore_current_blog();
+			}
+			return;
+		}
 		wp_clear_scheduled_hook( self::CRON_HOOK );
 	}
 

@@ -6,9 +6,11 @@
  * Identity, in this order:
  * 1. a logged-in WordPress user: sub "wp:<id>", email = user_email, role
  *    admin (manage_options), staff (the capability of the filter
- *    "appointease_rt_staff_capability", default edit_others_posts) or
- *    customer; the filter "appointease_rt_token_role" has the last word
- *    ('' = issue no token);
+ *    "appointease_rt_staff_capability", default appointease_rt_staff, which
+ *    activation grants to the administrator role only) or customer; the
+ *    filter "appointease_rt_token_role" has the last word ('' = issue no
+ *    token). Staff see every customer's name, e-mail and phone, so the
+ *    capability is the bridge's own, not an editor's edit_others_posts;
  * 2. otherwise AppointEase's own customer session (e-mail + one-time code),
  *    which only AppointEase knows: the filter
  *    "appointease_rt_current_customer_email" answers with that e-mail, giving
@@ -30,6 +32,9 @@ final class AppointEase_RT_Token {
 	const REST_NAMESPACE = 'appointease-realtime/v1';
 	const REST_ROUTE     = '/token';
 	const CACHE_CONTROL  = 'no-store, no-cache, must-revalidate, max-age=0, private';
+
+	/** The capability that makes a WordPress user "staff" in the daemon (filterable). */
+	const STAFF_CAPABILITY = 'appointease_rt_staff';
 
 	/** @var AppointEase_RT_Config */
 	private $config;
@@ -127,11 +132,14 @@ final class AppointEase_RT_Token {
 			return 'admin';
 		}
 		/**
-		 * The capability that makes a WordPress user "staff" in the daemon.
+		 * The capability that makes a WordPress user "staff" in the daemon:
+		 * staff see every customer's name, e-mail and phone.
 		 *
-		 * @param string $capability Default edit_others_posts (editors).
+		 * @param string $capability Default appointease_rt_staff (granted to
+		 *                           administrators on activation; give it to
+		 *                           a role or a user to make them staff).
 		 */
-		$capability = (string) apply_filters( 'appointease_rt_staff_capability', 'edit_others_posts' );
+		$capability = (string) apply_filters( 'appointease_rt_staff_capability', self::STAFF_CAPABILITY );
 		if ( '' !== $capability && user_can( $user, $capability ) ) {
 			return 'staff';
 		}
@@ -188,7 +196,7 @@ final class AppointEase_RT_Token {
 			return self::error( 'appointease_rt_cross_origin', __( 'Connection tokens are only given to pages of this site.', 'appointease-realtime-bridge' ), 403 );
 		}
 		if ( ! $this->config->can_issue_tokens() ) {
-			return self::error( 'appointease_rt_tokens_disabled', __( 'Connection tokens are not configured (APPOINTEASE_RT_TOKEN_SECRET).', 'appointease-realtime-bridge' ), 503 );
+			return self::error( 'appointease_rt_tokens_disabled', __( 'Connection tokens are not configured (token secret / APPOINTEASE_RT_TOKEN_SECRET).', 'appointease-realtime-bridge' ), 503 );
 		}
 		$issued = $this->issue_for_current();
 		if ( null === $issued ) {

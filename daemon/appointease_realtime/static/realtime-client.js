@@ -1,0 +1,1 @@
+../../../wp-bridge/appointease-realtime-bridge/assets/realtime-client.js
