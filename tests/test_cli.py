@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import re
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -13,7 +12,7 @@ import aiohttp
 import pytest
 
 from appointease_realtime.config import Settings
-from tests.processes import Daemon
+from tests.processes import Daemon, free_port
 
 CLI = [sys.executable, "-m", "appointease_realtime"]
 
@@ -63,10 +62,7 @@ def test_check_then_init_db(mysql_database: str) -> None:
 
 @pytest.mark.parametrize("backend", ["mysql"])
 def test_check_reports_an_unreachable_database(settings: Settings) -> None:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    result = run("check", env={"DB_HOST": "127.0.0.1", "DB_PORT": str(port)})
+    result = run("check", env={"DB_HOST": "127.0.0.1", "DB_PORT": str(free_port())})
     assert result.returncode == 1 and "database unavailable" in result.stderr
 
 

@@ -285,9 +285,9 @@ async def test_a_body_in_two_segments_or_chunks_is_read_whole(
     hooked: TestClient[Any, Any], store: Store, connect: Connect
 ) -> None:
     """A correctly signed hook whose body arrives in pieces 50 ms apart is applied, not 401."""
-    await book(store)
     watcher = await connect(on=hooked)
     await watcher.request("watch_slot", "active_selections", date=DAY, employeeId=3)
+    await book(store)
     port = hooked.server.port
     assert port is not None
     body, headers = signed_request(SECRET, "appointment.created", {"id": "APT-2030-1000"})

@@ -14,9 +14,9 @@ import pytest
 from aiohttp.test_utils import TestClient
 
 from appointease_realtime.auth import AUDIENCE
-from appointease_realtime.connection import CLOSE_SLOW_CONSUMER, Outbound
 from appointease_realtime.store import Store
 from tests.conftest import TOKEN_SECRET, token_for
+from tests.raw_peer import RawPeer
 
 Connect = Callable[..., Any]
 SQL = Callable[..., Awaitable[list[tuple[Any, ...]]]]
@@ -287,24 +287,32 @@ async def test_sustained_flooding_closes_with_1008(connect: Connect) -> None:
     assert flooder.ws.close_code == 1008
 
 
-async def test_a_slow_consumer_is_closed_not_waited_for() -> None:
-    """The writer is stuck (a client that stopped reading): the queue fills, the socket closes."""
-
-    class StuckSocket:
-        closed = False
-        close_code: int | None = None
-
-        async def send_str(self, text: str) -> None:
-            await asyncio.Event().wait()
-
-        async def close(self, code: int, message: bytes) -> None:
-            self.close_code = code
-
-    ws = StuckSocket()
-    outbound = Outbound(ws, limit=10)  # type: ignore[arg-type]
-    outbound.start()
-    for _ in range(12):
-        outbound.put("{}")  # never blocks
-    await asyncio.sleep(0.05)
-    assert outbound.overflowed and ws.close_code == CLOSE_SLOW_CONSUMER
-    await outbound.stop()
+async def test_a_peer_that_stops_reading_is_cut_off_and_its_holds_enter_the_grace(
+    make_client: Callable[..., Any], store: Store, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A real peer that stops reading: the daemon closes it as a slow consumer (1013) and
+    aborts it at once, it leaves /debug, and its hold survives the grace period, then goes."""
+    client = await make_client(
+        rate_limit_per_second=10000, rate_limit_burst=100000, lock_release_grace_seconds=2
+    )
+    port = client.server.port
+    assert port is not None
+    peer = RawPeer(port)
+    await peer.open()
+    await peer.send("lock_slot", date=DAY, time="10:00", employeeId=1)
+    await asyncio.sleep(0.3)
+    assert [lock.client_id for lock in await store.live_locks()]
+    for i in range(400000):  # every pong piles up: the peer never reads
+        await peer.send("ping", sequence=i)
+        if i % 1000 == 0 and "slow consumer" in caplog.text:
+            break
+    assert "closing a slow consumer" in caplog.text
+    for _ in range(50):
+        if (await (await client.get("/debug")).json())["connectedClients"] == 0:
+            break
+        await asyncio.sleep(0.1)
+    assert (await (await client.get("/debug")).json())["connectedClients"] == 0
+    assert len(await store.live_locks()) == 1  # kept for the grace period
+    await asyncio.sleep(2.5)
+    assert await store.live_locks() == []  # released after it
+    peer.close()

@@ -11,7 +11,6 @@ import http.client
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -22,6 +21,7 @@ import pytest
 
 from appointease_realtime.config import Settings
 from tests.conftest import need
+from tests.processes import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 UNIT = ROOT / "systemd" / "appointease-realtime.service"
@@ -105,13 +105,6 @@ def test_systemd_analyze_verify_would_catch_a_mistake(tmp_path: Path) -> None:
 
 
 # ---- supervisor ----
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
 
 
 def _get(port: int, path: str) -> int | None:
@@ -211,7 +204,7 @@ def supervisor(tmp_path: Path) -> Iterator[Supervisor]:
     for tool in ("supervisord", "supervisorctl"):
         if shutil.which(tool) is None:
             need(tool, "install the Debian package supervisor")
-    running = Supervisor(tmp_path, _free_port())
+    running = Supervisor(tmp_path, free_port())
     try:
         yield running
     finally:

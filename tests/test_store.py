@@ -137,7 +137,6 @@ async def test_room_state_and_booked_times(store: Store) -> None:
     state = await store.room_state(Room(SLOT.date, 3))
     assert state.booked == ["10:00", "15:30"]
     assert state.locked == ["11:00"]
-    assert state.unavailable == ["10:00", "11:00", "15:30"]
     times = await store.booked_times(
         [Room(SLOT.date, 3), Room("2030-05-07", 3), Room(SLOT.date, 4)]
     )

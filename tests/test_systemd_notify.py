@@ -19,6 +19,7 @@ import pytest
 from appointease_realtime import systemd
 from appointease_realtime.app import create_app
 from tests.conftest import base_settings
+from tests.processes import free_port
 
 SCRIPT = Path(sys.executable).parent / "appointease-realtime"
 
@@ -130,13 +131,6 @@ async def test_context_feeds_the_watchdog_and_says_stopping(
     assert states[-1] == "STOPPING=1"
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
-
-
 def _status(port: int, path: str) -> int:
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
     try:
@@ -148,7 +142,7 @@ def _status(port: int, path: str) -> int:
 
 def test_daemon_under_notify_socket(listener: socket.socket, tmp_path: Path) -> None:
     """The console script as systemd starts it: READY=1 once bound, WATCHDOG=1, STOPPING=1."""
-    port = _free_port()
+    port = free_port()
     env = {
         **os.environ,
         "WATCHDOG_USEC": "400000",

@@ -87,29 +87,35 @@ def test_one_frame_is_built_once_and_unmasked() -> None:
     assert item.frame == b"\x81\x02hi" and item.payload == b"hi"
 
 
-async def test_close_aborts_a_peer_that_stopped_reading() -> None:
-    """A raw TCP peer that finishes the handshake and then never reads: the close returns
-    within its time box and the socket is gone, instead of waiting for the peer forever."""
-    closed: asyncio.Future[float] = asyncio.get_running_loop().create_future()
+async def test_a_slow_consumer_is_cut_off_within_the_close_time_box() -> None:
+    """A raw TCP peer finishes the handshake and then never reads: the queue overflows, the
+    1013 close cannot complete, and the transport is aborted within the time box instead of
+    waiting for the peer forever (the socket's handler ends, so the hub forgets it)."""
+    loop = asyncio.get_running_loop()
+    ended: asyncio.Future[float] = loop.create_future()
+    made: list[Outbound] = []
 
     async def handler(request: web.Request) -> web.WebSocketResponse:
         ws = web.WebSocketResponse(compress=False)
         await ws.prepare(request)
         outbound = Outbound(ws, request.transport, close_timeout=0.5)
-        for _ in range(20000):  # fill every buffer between us and the peer
-            outbound.put(wire("y" * 1000))
-        began = asyncio.get_running_loop().time()
-        await outbound.close(1013, "slow consumer")
-        closed.set_result(asyncio.get_running_loop().time() - began)
-        assert request.transport is None or request.transport.is_closing()
+        made.append(outbound)
+        began = loop.time()
+        try:
+            for _ in range(20000):  # fill every buffer between us and the peer
+                outbound.put(wire("y" * 1000))
+            async for _ in ws:
+                pass
+        finally:
+            ended.set_result(loop.time() - began)
         return ws
 
     app = web.Application()
     app.router.add_get("/", handler)
     server = TestServer(app)
     await server.start_server()
+    peer = socket.socket()
     try:
-        peer = socket.socket()
         peer.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
         peer.connect(("127.0.0.1", server.port))
         key = base64.b64encode(os.urandom(16)).decode()
@@ -120,8 +126,10 @@ async def test_close_aborts_a_peer_that_stopped_reading() -> None:
                 "Sec-WebSocket-Version: 13\r\n\r\n"
             ).encode()
         )
-        took = await asyncio.wait_for(closed, 10)
-        assert took < 2.0
-        peer.close()
+        took = await asyncio.wait_for(ended, 10)
+        (outbound,) = made
+        assert outbound.overflowed and outbound.queued == 256
+        assert took < 2.0, f"the handler lingered {took:.1f}s"
     finally:
+        peer.close()
         await server.close()

@@ -58,14 +58,12 @@ async def test_health_and_readiness(client: TestClient[Any, Any]) -> None:
 async def test_readyz_reports_an_unreachable_database(
     aiohttp_client: Callable[..., Any], tmp_path: Any
 ) -> None:
-    import socket
 
     from appointease_realtime.app import create_app
     from tests.conftest import base_settings
+    from tests.processes import free_port
 
-    with socket.socket() as probe:  # a port nobody listens on
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
+    port = free_port()  # a port nobody listens on
     client = await aiohttp_client(
         create_app(
             base_settings(db_host="127.0.0.1", db_port=port, db_name="x", debug_token="dbg-token")

@@ -147,7 +147,7 @@ class Appointments:
 
     def deliver(self, event: CustomerChange) -> None:
         """Frames for this node's dashboards that follow the changed appointment."""
-        change = reply(event.kind, appointment=event.appointment)
+        change = reply(event.change, appointment=event.appointment)
         followers = self.customers.get(event.email, ())
         if followers:
             update = wire(encode(reply("update", data={"appointments": event.appointments})))
@@ -156,13 +156,13 @@ class Appointments:
                 conn.send_wire(update)
                 conn.send_wire(changed)
             self.metrics.sent("update", len(followers))
-            self.metrics.sent(event.kind, len(followers))
+            self.metrics.sent(event.change, len(followers))
         staff = [conn for conn, scope in self.staff.items() if scope.matches(event.appointment)]
         if staff:
             built = wire(encode(change))
             for conn in staff:
                 conn.send_wire(built)
-            self.metrics.sent(event.kind, len(staff))
+            self.metrics.sent(event.change, len(staff))
 
 
 def _email_to_follow(identity: Identity, fields: dict[str, Any]) -> str:

@@ -32,10 +32,10 @@ class RoomSelections:
 
 @dataclass(frozen=True)
 class CustomerChange:
-    """One customer's appointment changed: ``kind`` is appointment_update or _cancel."""
+    """One customer's appointment changed: ``change`` is appointment_update or _cancel."""
 
     email: str
-    kind: str
+    change: str
     appointment: dict[str, Any]
     appointments: list[dict[str, Any]]
 

@@ -64,9 +64,10 @@ from wp_harness import (
     WordPressUnavailable,
     build_bridge_zip,
     check_requirements,
-    free_port,
     start_wordpress,
 )
+
+from tests.processes import free_port
 
 HOOK_SECRET = DEFAULT_HOOK_SECRET
 

@@ -12,10 +12,11 @@ from typing import Any
 
 import aiohttp
 from aiohttp.test_utils import TestServer
-from wp_harness import DEFAULT_HOOK_SECRET, WordPressSite, free_port
+from wp_harness import DEFAULT_HOOK_SECRET, WordPressSite
 
 from appointease_realtime.app import create_app
 from tests.conftest import base_settings, token_for
+from tests.processes import free_port
 
 DAY = "2030-05-06"
 

@@ -218,14 +218,6 @@ def reserve_port() -> socket.socket:
     return sock
 
 
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nothing listens on right now."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
 def check_requirements(mysql: MySQLParams | None = None) -> None:
     """Raise WordPressUnavailable naming what is missing."""
     if shutil.which("php") is None:

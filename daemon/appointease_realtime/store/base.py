@@ -70,11 +70,6 @@ class RoomState:
         """Held times, sorted."""
         return sorted({lock.slot.time for lock in self.locks})
 
-    @property
-    def unavailable(self) -> list[str]:
-        """Booked or held times, sorted."""
-        return sorted(set(self.booked) | set(self.locked))
-
 
 class Store(Protocol):
     """Everything the daemon reads and writes in the plugin's two tables."""
