@@ -71,3 +71,7 @@ async def test_no_cookie_without_a_token_secret(make_client: Callable[..., Any])
     client = await make_client(token_secret="")
     headers, _ = await upgrade_headers(client)
     assert not [v for v in headers.getall("Set-Cookie", []) if hold_cookie.NAME in v]
+
+
+def test_a_non_ascii_digit_expiry_is_refused_not_raised() -> None:
+    assert hold_cookie.verify(SECRET, "anonymous_1_abc.\u00b2.sig") is None

@@ -39,7 +39,9 @@ def verify(secret: str, value: str, now: float | None = None) -> str | None:
     """The clientId a cookie value proves, or None (forged, expired, malformed, no secret)."""
     client_id, _, rest = value.rpartition(".")
     client_id, _, expiry_text = client_id.rpartition(".")
-    if not secret or not client_id or len(value) > 400 or not expiry_text.isdigit():
+    if not secret or not client_id or len(value) > 400:
+        return None
+    if not (expiry_text.isascii() and expiry_text.isdigit()):  # "²" is a digit, not a number
         return None
     expiry = int(expiry_text)
     if expiry <= (now if now is not None else time.time()):

@@ -47,8 +47,77 @@ function wp_json_encode( $data, $options = 0, $depth = 512 ) {
 function __( $text, $domain = 'default' ) {
 	return $text;
 }
+/** Filters a test added: hook => list of callables (see aert_add_filter()). */
+$GLOBALS['aert_filters'] = array();
+
 function apply_filters( $hook, $value, ...$args ) {
+	foreach ( $GLOBALS['aert_filters'][ $hook ] ?? array() as $callback ) {
+		$value = $callback( $value, ...$args );
+	}
 	return $value;
+}
+/**
+ * Adds a filter for the current test; aert_reset_filters() removes them all.
+ */
+function aert_add_filter( string $hook, callable $callback ): void {
+	$GLOBALS['aert_filters'][ $hook ][] = $callback;
+}
+function aert_reset_filters(): void {
+	$GLOBALS['aert_filters'] = array();
+}
+function _n( $single, $plural, $number, $domain = 'default' ) {
+	return 1 === (int) $number ? $single : $plural;
+}
+function is_wp_error( $thing ) {
+	return $thing instanceof WP_Error;
+}
+
+/**
+ * The part of WP_Error the bridge uses.
+ */
+class WP_Error {
+	public $code;
+	public $message;
+	public $data;
+
+	public function __construct( $code = '', $message = '', $data = '' ) {
+		$this->code    = $code;
+		$this->message = $message;
+		$this->data    = $data;
+	}
+	public function get_error_code() {
+		return $this->code;
+	}
+	public function get_error_message() {
+		return $this->message;
+	}
+	public function get_error_data() {
+		return $this->data;
+	}
+}
+
+/**
+ * The part of WP_REST_Request the bridge uses: method, route, merged parameters.
+ */
+class WP_REST_Request {
+	private $method;
+	private $route;
+	private $params;
+
+	public function __construct( string $method, string $route, array $params = array() ) {
+		$this->method = $method;
+		$this->route  = $route;
+		$this->params = $params;
+	}
+	public function get_method() {
+		return $this->method;
+	}
+	public function get_route() {
+		return $this->route;
+	}
+	public function get_param( $key ) {
+		return $this->params[ $key ] ?? null;
+	}
 }
 $GLOBALS['aert_settings_errors'] = array();
 
@@ -261,5 +330,8 @@ require_once $aert_plugin . 'class-jwt.php';
 require_once $aert_plugin . 'class-config.php';
 require_once $aert_plugin . 'class-outbox.php';
 require_once $aert_plugin . 'class-locks.php';
+require_once $aert_plugin . 'class-hold-cookie.php';
+require_once $aert_plugin . 'class-rest-hooks.php';
+require_once $aert_plugin . 'class-hold-guard.php';
 require_once $aert_plugin . 'class-plugin.php';
 require_once $aert_plugin . 'class-settings-page.php';

@@ -15,7 +15,13 @@ import urllib.error
 import urllib.parse
 from typing import Any
 
-from wp_harness import PLUGIN_SLUG, HookReceiver, WordPressSite, html_forms
+from wp_harness import (
+    DEFAULT_HOOK_SECRET,
+    PLUGIN_SLUG,
+    HookReceiver,
+    WordPressSite,
+    html_forms,
+)
 
 
 def _wait_for(predicate: Any, timeout: float = 5.0) -> Any:
@@ -98,8 +104,12 @@ def test_new_appointment_action_is_hooked_too(
     assert _wait_for(lambda: site.outbox_rows() == [])
 
 
-def test_can_book_is_honoured_inside_wordpress(wordpress_site: WordPressSite) -> None:
-    site = wordpress_site
+def test_can_book_is_honoured_inside_wordpress(
+    wordpress_factory: Any, closed_port_url: str
+) -> None:
+    """Without a token secret the bridge's guard is off (no hold cookie to tell the holder):
+    only AppointEase's own call of appointease_realtime_can_book() protects a hold."""
+    site = wordpress_factory(rt_url=closed_port_url, hook_secret=DEFAULT_HOOK_SECRET)
     site.insert_lock("2026-03-04", "10:00:00", 5, "holder_client", seconds=600)
     site.insert_lock("2026-03-04", "11:00:00", 5, "holder_client", seconds=-1)  # expired
 
@@ -184,6 +194,8 @@ def test_uninstall_removes_only_the_bridges_data(wordpress_site: WordPressSite) 
         "get_role('editor')->add_cap('appointease_rt_staff');",
         desk,
     )
+    site.php("AppointEase_RT_Hold_Guard::count_refusal();")  # the refused-bookings counter
+    assert site.php("echo get_option('appointease_rt_refused_bookings');") == "1"
     site.php(
         "require_once ABSPATH . 'wp-admin/includes/plugin.php';"
         "deactivate_plugins('appointease-realtime-bridge/appointease-realtime-bridge.php');"

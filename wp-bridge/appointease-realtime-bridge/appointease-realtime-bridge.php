@@ -27,6 +27,8 @@ require_once __DIR__ . '/includes/class-config.php';
 require_once __DIR__ . '/includes/class-client.php';
 require_once __DIR__ . '/includes/class-outbox.php';
 require_once __DIR__ . '/includes/class-locks.php';
+require_once __DIR__ . '/includes/class-hold-cookie.php';
+require_once __DIR__ . '/includes/class-hold-guard.php';
 require_once __DIR__ . '/includes/class-rest-hooks.php';
 require_once __DIR__ . '/includes/class-token.php';
 require_once __DIR__ . '/includes/class-ws-url.php';
@@ -61,13 +63,18 @@ if ( ! function_exists( 'appointease_realtime_can_book' ) ) {
 	 * the database's NOW()), true otherwise, including for the holder itself.
 	 * Call it right before inserting a booking.
 	 *
-	 * @param string     $date        Y-m-d.
-	 * @param string     $time        H:i or H:i:s.
-	 * @param int|string $employee_id Employee id.
-	 * @param string     $client_id   The booking client's daemon clientId ('' if unknown).
+	 * @param string      $date        Y-m-d.
+	 * @param string      $time        H:i or H:i:s.
+	 * @param int|string  $employee_id Employee id.
+	 * @param string|null $client_id   The booking client's daemon clientId; null or '' (unknown):
+	 *                                 the one proven by the request's hold cookie
+	 *                                 (appointease_rt_hold, set by the daemon), if any.
 	 */
-	function appointease_realtime_can_book( $date, $time, $employee_id, $client_id ): bool {
+	function appointease_realtime_can_book( $date, $time, $employee_id, $client_id = null ): bool {
 		global $wpdb;
+		if ( null === $client_id || '' === (string) $client_id ) {
+			$client_id = AppointEase_RT_Plugin::instance()->hold_client_id();
+		}
 		$locks   = new AppointEase_RT_Locks( $wpdb );
 		$allowed = $locks->can_book( (string) $date, (string) $time, (int) $employee_id, (string) $client_id );
 		/**
@@ -77,7 +84,7 @@ if ( ! function_exists( 'appointease_realtime_can_book' ) ) {
 		 * @param string $date        Date.
 		 * @param string $time        Time.
 		 * @param int    $employee_id Employee.
-		 * @param string $client_id   Client.
+		 * @param string $client_id   Client ('' when neither given nor proven by a cookie).
 		 */
 		return (bool) apply_filters( 'appointease_realtime_can_book', $allowed, (string) $date, (string) $time, (int) $employee_id, (string) $client_id );
 	}

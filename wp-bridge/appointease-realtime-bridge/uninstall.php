@@ -19,6 +19,7 @@ function appointease_rt_uninstall_site(): void {
 	delete_option( 'appointease_rt_settings' );
 	delete_option( 'appointease_rt_last_error' );
 	delete_option( 'appointease_rt_db_version' );
+	delete_option( 'appointease_rt_refused_bookings' );
 	wp_clear_scheduled_hook( 'appointease_rt_flush_outbox' );
 	$patterns = array();
 	foreach ( array( 'appointease_rt_test_', 'appointease_rt_generated_' ) as $transient ) {

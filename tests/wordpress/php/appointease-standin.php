@@ -7,9 +7,15 @@
  *          or appointease_new_appointment when "hook": "new_appointment")
  * - DELETE /appointease/v1/appointments/<id>   cancel: status = 'cancelled' via $wpdb->update, no action
  * - PUT    /appointease/v1/appointments/<id>   reschedule: appointment_date = new_date, no action
- * <id> is the numeric id or the strong_id. Before inserting, the create route
- * calls appointease_realtime_can_book() exactly as the bridge README asks the
- * real plugin to do (409 "slot_held" when another client holds the slot).
+ * <id> is the numeric id or the strong_id. The bodies are those of the booking
+ * block (booking-block.md): POST {"name", "email", "phone", "date": "Y-m-d H:i:s",
+ * "service_id", "employee_id"} (tests may also send "date": "Y-m-d" + "time", and
+ * "client_id"), answered 201 {"success": true, "id", "strong_id"}; PUT {"new_date":
+ * "Y-m-d H:i:s", "reason"}, answered 200 {"success": true, "id", "new_date"}.
+ * Before inserting, the create route calls appointease_realtime_can_book() exactly
+ * as the bridge README asks the real plugin to do (409 "slot_held" when another
+ * client holds the slot; without a "client_id" the bridge uses the hold cookie).
+ * The bridge's own guard (AppointEase_RT_Hold_Guard) runs before any of this.
  *
  * Front end: every page enqueues the booking block's script with
  * bookingAPI = {root, nonce, wsUrl} localized, like AppointEase. A customer

@@ -29,6 +29,9 @@ final class AppointEase_RT_Plugin {
 	/** @var AppointEase_RT_Outbox|null */
 	private $outbox = null;
 
+	/** @var AppointEase_RT_Hold_Guard|null */
+	private $hold_guard = null;
+
 	/** @var int[] Outbox ids queued during this request. */
 	private $queued = array();
 
@@ -62,6 +65,7 @@ final class AppointEase_RT_Plugin {
 		add_action( 'init', array( $this, 'maybe_upgrade' ) );
 		add_action( 'wp_enqueue_scripts', array( __CLASS__, 'register_client_script' ), 5 );
 		( new AppointEase_RT_Rest_Hooks() )->register();
+		$this->hold_guard()->register();
 		$tokens = new AppointEase_RT_Token( $this->config );
 		$tokens->register();
 		( new AppointEase_RT_Ws_Url( $this->config, $tokens ) )->register();
@@ -228,6 +232,24 @@ final class AppointEase_RT_Plugin {
 			);
 		}
 		return $this->outbox;
+	}
+
+	/**
+	 * The booking-time hold check.
+	 */
+	public function hold_guard(): AppointEase_RT_Hold_Guard {
+		global $wpdb;
+		if ( null === $this->hold_guard ) {
+			$this->hold_guard = new AppointEase_RT_Hold_Guard( $this->config, new AppointEase_RT_Locks( $wpdb ) );
+		}
+		return $this->hold_guard;
+	}
+
+	/**
+	 * The clientId proven by this request's hold cookie ('' when none, or no usable token secret).
+	 */
+	public function hold_client_id(): string {
+		return (string) $this->hold_guard()->cookie_client_id();
 	}
 
 	/**

@@ -346,6 +346,33 @@ final class AppointEase_RT_Settings_Page {
 					</td>
 				</tr>
 				<tr>
+					<th scope="row"><?php esc_html_e( 'Hold enforcement', 'appointease-realtime-bridge' ); ?></th>
+					<td id="appointease-rt-hold-enforcement">
+						<?php $refused = AppointEase_RT_Hold_Guard::refused_count(); ?>
+						<?php if ( ! $config->can_issue_tokens() ) : ?>
+							<strong><?php esc_html_e( 'Off', 'appointease-realtime-bridge' ); ?></strong>
+							<p><?php esc_html_e( 'No usable token secret: the daemon sets its hold cookie only with a TOKEN_SECRET, so WordPress cannot tell who holds a slot. Bookings are not checked against holds (only by AppointEase itself, where it calls appointease_realtime_can_book()). Set the token secret here and in the daemon to turn it on.', 'appointease-realtime-bridge' ); ?></p>
+						<?php elseif ( ! $this->plugin->hold_guard()->enabled() ) : ?>
+							<strong><?php esc_html_e( 'Off', 'appointease-realtime-bridge' ); ?></strong>
+							<p><?php esc_html_e( 'Turned off by the appointease_rt_enforce_holds filter.', 'appointease-realtime-bridge' ); ?></p>
+						<?php else : ?>
+							<strong><?php esc_html_e( 'On', 'appointease-realtime-bridge' ); ?></strong>
+							<p><?php esc_html_e( 'A booking or reschedule onto a time that another visitor holds in the daemon is refused (HTTP 409) before AppointEase sees it; the holder books as usual.', 'appointease-realtime-bridge' ); ?></p>
+						<?php endif; ?>
+						<p class="appointease-rt-refused">
+							<?php
+							echo esc_html(
+								sprintf(
+									/* translators: %d: number of refused bookings. */
+									_n( '%d booking refused so far because someone else held the time.', '%d bookings refused so far because someone else held the time.', $refused, 'appointease-realtime-bridge' ),
+									$refused
+								)
+							);
+							?>
+						</p>
+					</td>
+				</tr>
+				<tr>
 					<th scope="row"><?php esc_html_e( 'Daemon readiness (GET /readyz)', 'appointease-realtime-bridge' ); ?></th>
 					<td>
 						<?php if ( $ready['ok'] ) : ?>
