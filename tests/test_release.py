@@ -3,6 +3,7 @@ outside the checkout, the sdist's contents, and the versions every part reports.
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 import sys
@@ -53,6 +54,7 @@ def installed(dist: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[
         ],
         check=True,
         timeout=600,
+        env={k: v for k, v in os.environ.items() if k != "PYTHONPATH"},  # nothing from here
     )
     yield venv
 

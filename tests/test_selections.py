@@ -30,12 +30,12 @@ async def test_select_and_deselect_are_announced_to_the_room(
         await node.selections.select("ann", slot("10:00"))
         await node.selections.select("bob", slot("10:00"))
         await node.selections.select("bob", slot("11:00"))
+        await node.selections.announce(MON)
         assert watcher.of_type("active_selections")[-1]["slots"] == ["10:00", "11:00"]
-        await node.selections.deselect("bob", slot("11:00"))
+        assert await node.selections.deselect("bob", slot("11:00")) is True
+        await node.selections.announce(MON)
         assert watcher.of_type("active_selections")[-1]["slots"] == ["10:00"]
-        count = len(watcher.frames)
-        await node.selections.deselect("bob", slot("11:00"))  # nothing there: no announcement
-        assert len(watcher.frames) == count
+        assert await node.selections.deselect("bob", slot("11:00")) is False
         await node.selections.drop_client("ann")
         assert watcher.of_type("active_selections")[-1]["slots"] == ["10:00"]  # bob's stays
         await node.selections.drop_client("bob")
@@ -64,6 +64,7 @@ async def test_expiry_is_announced(settings: Settings, store: Store) -> None:
         watcher = Listener("w")
         node.rooms.watch(watcher.conn, MON)
         await node.selections.select("ann", slot("10:00"))
+        await node.selections.announce(MON)
         assert watcher.of_type("active_selections")[-1]["slots"] == ["10:00"]
         await asyncio.sleep(1.1)
         await node.selections.expire()

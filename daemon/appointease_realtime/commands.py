@@ -193,14 +193,17 @@ async def select_slot(node: Node, req: Request) -> None:
     slot = slot_of(req.fields)
     await node.selections.select(req.conn.client_id, slot)
     req.reply("selection_confirmed", **slot.fields())
+    await node.selections.announce(slot.room)
 
 
 @command("deselect_slot", schema=p.SLOT_SCHEMA)
 async def deselect_slot(node: Node, req: Request) -> None:
     """Remove a selection; the room's watchers see the change."""
     slot = slot_of(req.fields)
-    await node.selections.deselect(req.conn.client_id, slot)
+    removed = await node.selections.deselect(req.conn.client_id, slot)
     req.reply("deselection_confirmed", **slot.fields())
+    if removed:
+        await node.selections.announce(slot.room)
 
 
 # ---- rooms and availability ----

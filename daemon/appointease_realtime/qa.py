@@ -114,6 +114,12 @@ def _ref(value: Any) -> str | int:
     raise ValueError(f"must be an appointment id or a {QA_PREFIX}... reference")
 
 
+def _client_id(value: Any) -> str:
+    if not isinstance(value, str) or not 0 < len(value) <= 255:
+        raise ValueError("must be the clientId of the socket that holds the slot")
+    return value
+
+
 def _name(value: Any) -> str:
     if not isinstance(value, str) or not 0 < len(value) <= 100:
         raise ValueError("must be a name of 1 to 100 characters")
@@ -125,6 +131,7 @@ CREATE_SCHEMA: Schema = {
     "email": Field(_qa_email),
     "name": Field(_name, required=False),
     "serviceId": Field(p.parse_employee_id, required=False),
+    "clientId": Field(_client_id, required=False),
 }
 MOVE_SCHEMA: Schema = {
     "id": Field(_ref),
@@ -135,12 +142,15 @@ MOVE_SCHEMA: Schema = {
 CANCEL_SCHEMA: Schema = {"id": Field(_ref)}
 
 
-async def _refuse_taken(store: Store, date: str, time: str, employee_id: int) -> None:
-    """Refuse a slot that is booked, or held by anyone (QA never takes a customer's hold)."""
+async def _refuse_taken(
+    store: Store, date: str, time: str, employee_id: int, holder: str | None = None
+) -> None:
+    """Refuse a slot that is booked, or held by anyone but ``holder`` (the client booking it,
+    as the bridge lets a holder book its own hold): QA never takes a customer's hold."""
     state = await store.room_state(Room(date, employee_id))
     if time in state.booked:
         raise Refusal(409, SLOT_BOOKED, f"{date} {time} of employee {employee_id} is booked")
-    if time in state.locked:
+    if any(lock.slot.time == time and lock.client_id != holder for lock in state.locks):
         raise Refusal(409, SLOT_HELD, f"{date} {time} of employee {employee_id} is held")
 
 
@@ -156,7 +166,7 @@ async def _qa_appointment(store: Store, ref: str | int) -> dict[str, Any]:
 async def _create(request: web.Request, fields: dict[str, Any]) -> web.Response:
     node = request.app[NODE]
     date, time, employee_id = fields["date"], fields["time"], fields["employeeId"]
-    await _refuse_taken(node.store, date, time, employee_id)
+    await _refuse_taken(node.store, date, time, employee_id, fields.get("clientId"))
     strong_id = f"{QA_PREFIX}{secrets.token_hex(6).upper()}"
     row: dict[str, Any] = {
         "name": fields.get("name", "QA Customer"),

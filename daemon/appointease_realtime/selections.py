@@ -22,19 +22,20 @@ class Selections:
         self.per_client = per_client
 
     async def select(self, client_id: str, slot: Slot) -> None:
-        """Mark (or refresh) ``slot`` for ``client_id``; refused past the per-client cap."""
+        """Mark (or refresh) ``slot`` for ``client_id``; refused past the per-client cap.
+
+        The caller answers the client first, then calls :meth:`announce` for the room.
+        """
         count = await self.store.select(slot, client_id, self.ttl_seconds)
         if count > self.per_client:
             await self.store.deselect(slot, client_id)  # roll back the mark just made
             raise ProtocolError(
                 p.INVALID_REQUEST, f"At most {self.per_client} selections per client", "time"
             )
-        await self.announce(slot.room)
 
-    async def deselect(self, client_id: str, slot: Slot) -> None:
-        """Remove a mark; the room hears of it when there was one."""
-        if await self.store.deselect(slot, client_id):
-            await self.announce(slot.room)
+    async def deselect(self, client_id: str, slot: Slot) -> bool:
+        """Remove a mark; True when there was one (then the caller announces the room)."""
+        return await self.store.deselect(slot, client_id)
 
     async def drop_client(self, client_id: str) -> None:
         """A client left: its marks go at once."""
