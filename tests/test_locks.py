@@ -6,6 +6,8 @@ import asyncio
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+import aiohttp
+
 from appointease_realtime.store import Store
 from tests.conftest import assert_one_winner_per_round
 
@@ -113,23 +115,85 @@ async def test_forged_resume_token_gets_a_new_identity(connect: Connect) -> None
     forged = f"anonymous_1_victim0000.{holder.hello['resumeToken'].rpartition('.')[2]}"
     other = await connect(resume=forged)
     assert other.client_id != "anonymous_1_victim0000" and other.hello["resumed"] is False
-    twin = await connect(resume=holder.hello["resumeToken"])  # still connected: no twin
-    assert twin.client_id != holder.client_id
 
 
-async def test_database_failure_answers_unavailable_never_success(
-    connect: Connect, sql: SQL
+async def test_a_resume_supersedes_the_old_socket_and_keeps_the_holds(
+    make_client: Callable[..., Any], connect: Connect, sql: SQL
 ) -> None:
-    sock = await connect()
-    await sql("DROP TABLE wp_appointease_slot_locks")
-    failed = await sock.request(
-        "lock_slot", REPLIES, date=DAY, time="10:00", employeeId=3, requestId="x"
+    """A phone changed network: it resumes before the heartbeat noticed the old socket die.
+    The new socket gets the clientId, the old one is closed (4009) and releases nothing."""
+    client = await make_client(lock_release_grace_seconds=0.3)
+    holder = await connect(on=client)
+    await holder.request("lock_slot", "slot_locked", date=DAY, time="10:00", employeeId=3)
+    twin = await connect(on=client, resume=holder.hello["resumeToken"])
+    assert twin.client_id == holder.client_id and twin.hello["resumed"] is True
+    closing = await holder.ws.receive(timeout=5)
+    assert closing.type == aiohttp.WSMsgType.CLOSE and closing.data == 4009
+    await asyncio.sleep(0.8)  # past the grace: nothing was released
+    rows = await sql("SELECT client_id FROM wp_appointease_slot_locks")
+    assert rows == [(holder.client_id,)]
+    refreshed = await twin.request("lock_slot", REPLIES, date=DAY, time="10:00", employeeId=3)
+    assert refreshed["type"] == "slot_locked"
+    stranger = await connect(on=client)
+    refused = await stranger.request("lock_slot", REPLIES, date=DAY, time="10:00", employeeId=3)
+    assert refused["reason"] == "slot_locked"
+
+
+async def test_one_address_cannot_squat_a_calendar(
+    make_client: Callable[..., Any], connect: Connect, sql: SQL
+) -> None:
+    """50 sockets from one address: at most HOLDS_PER_ADDRESS holds, counted in the database."""
+    client = await make_client(holds_per_address=10)
+    sockets = [await connect(on=client) for _ in range(50)]
+    replies = await asyncio.gather(
+        *(
+            sock.request(
+                "lock_slot",
+                REPLIES,
+                date=DAY,
+                time=f"{8 + i // 6:02d}:{i % 6 * 10:02d}",
+                employeeId=4,
+            )
+            for i, sock in enumerate(sockets)
+        )
     )
-    assert (
-        failed["type"] == "error" and failed["code"] == "unavailable" and failed["requestId"] == "x"
-    )
-    failed = await sock.request(
-        "unlock_slot", ("slot_unlocked", "unlock_failed"), date=DAY, time="10:00", employeeId=3
-    )
-    assert failed["type"] == "error" and failed["code"] == "unavailable"
-    assert (await sock.request("ping", "pong"))["type"] == "pong"
+    won = [r for r in replies if r["type"] == "slot_locked"]
+    assert len(won) == 10
+    assert {r["reason"] for r in replies if r["type"] == "lock_failed"} == {"address_limit"}
+    assert await sql("SELECT COUNT(*) FROM wp_appointease_slot_locks") == [(10,)]
+
+
+async def test_a_signed_in_person_counts_all_their_sockets(
+    make_client: Callable[..., Any], connect: Connect
+) -> None:
+    client = await make_client(holds_per_identity=3, holds_per_address=100)
+    tabs = [await connect(on=client, email="ann@example.com") for _ in range(5)]
+    answers = [
+        await tab.request("lock_slot", REPLIES, date=DAY, time=f"1{i}:00", employeeId=5)
+        for i, tab in enumerate(tabs)
+    ]
+    assert [a["type"] for a in answers].count("slot_locked") == 3
+    assert answers[-1]["reason"] == "identity_limit"
+    other = await connect(on=client, email="bob@example.com")
+    assert (await other.request("lock_slot", REPLIES, date=DAY, time="16:00", employeeId=5))[
+        "type"
+    ] == "slot_locked"
+
+
+async def test_a_hold_cannot_be_refreshed_past_its_maximum_age(
+    make_client: Callable[..., Any], connect: Connect
+) -> None:
+    """Re-locking refreshes only up to HOLD_MAX_SECONDS after the hold was first taken; then
+    the slot is free for someone else."""
+    client = await make_client(hold_max_seconds=3)
+    sock, other = await connect(on=client), await connect(on=client)
+    first = await sock.request("lock_slot", REPLIES, date=DAY, time="10:00", employeeId=6)
+    assert first["type"] == "slot_locked" and first["expiresIn"] <= 3
+    await asyncio.sleep(1.2)
+    again = await sock.request("lock_slot", REPLIES, date=DAY, time="10:00", employeeId=6)
+    assert again["type"] == "slot_locked" and again["expiresIn"] <= 2  # not another 600 s
+    refused = await other.request("lock_slot", REPLIES, date=DAY, time="10:00", employeeId=6)
+    assert refused["reason"] == "slot_locked" and refused["expiresIn"] <= 2
+    await asyncio.sleep(again["expiresIn"] + 1.1)
+    taken = await other.request("lock_slot", REPLIES, date=DAY, time="10:00", employeeId=6)
+    assert taken["type"] == "slot_locked"

@@ -247,3 +247,50 @@ async def test_sqlite_calls_time_out_while_another_process_holds_the_file(
     finally:
         other.close()
         await store.close()
+
+
+# ---- what a client of the daemon sees ----
+
+
+async def test_a_stalled_database_answers_clients_and_probes_in_bounded_time(
+    aiohttp_client: Any, proxied: Settings, proxy: StallProxy, mysql_store: MySQLStore
+) -> None:
+    """lock_slot gets ``unavailable`` (never success) and /readyz 503 within the timeout,
+    instead of waiting as long as the stall lasts; after it, both work again."""
+    from appointease_realtime.app import create_app
+
+    client = await aiohttp_client(create_app(proxied))
+    ws = await client.ws_connect("/")
+    await ws.receive_json()
+    proxy.pause()
+    loop = asyncio.get_running_loop()
+    began = loop.time()
+    await ws.send_json({"type": "lock_slot", "date": SLOT.date, "time": "12:00", "employeeId": 3})
+    answer = await ws.receive_json(timeout=10)
+    assert answer["type"] == "error" and answer["code"] == "unavailable", answer
+    ready = await client.get("/readyz")
+    assert ready.status == 503 and (await ready.json())["reason"] == "database"
+    assert loop.time() - began < 4 * TIMEOUT + 1
+    proxy.resume()
+    await ws.send_json({"type": "lock_slot", "date": SLOT.date, "time": "13:00", "employeeId": 3})
+    while (answer := await ws.receive_json(timeout=10))["type"] != "slot_locked":
+        assert answer["type"] in ("availability_update", "active_selections"), answer
+    assert (await client.get("/readyz")).status == 200
+    await ws.close()
+
+
+async def test_a_lock_whose_answer_never_came_is_not_claimed(
+    aiohttp_client: Any, proxied: Settings, proxy: StallProxy, mysql_store: MySQLStore
+) -> None:
+    from appointease_realtime.app import create_app
+
+    client = await aiohttp_client(create_app(proxied))
+    ws = await client.ws_connect("/")
+    await ws.receive_json()
+    proxy.pause(after=b"INSERT INTO")  # the upsert reaches the server; its answer does not
+    await ws.send_json({"type": "lock_slot", "date": SLOT.date, "time": "14:00", "employeeId": 3})
+    answer = await ws.receive_json(timeout=10)
+    assert answer["type"] == "error" and answer["code"] == "unavailable"
+    assert "may or may not" in answer["message"]
+    proxy.resume()
+    await ws.close()

@@ -186,11 +186,39 @@ def mask_email(email: str | None) -> str | None:
     return f"{local[:1]}***@{domain}"
 
 
-def new_client_id(identity: Identity) -> str:
-    """``anonymous_<ms>_<9 chars>`` (``user_...`` for a known person): unique per connection."""
+def new_client_id(identity: Identity, owner: str | None = None) -> str:
+    """``anonymous_<ms>_<9 chars>`` (``user_...`` for a known person), unique per connection,
+    with ``~<owner>`` appended when the holds it takes count against an owner's limit."""
     kind = "anonymous" if identity.is_anonymous else "user"
     tail = "".join(secrets.choice(_ALPHABET) for _ in range(9))
-    return f"{kind}_{int(time.time() * 1000)}_{tail}"
+    base = f"{kind}_{int(time.time() * 1000)}_{tail}"
+    return f"{base}~{owner}" if owner else base
+
+
+def owner_tag(secret: bytes, identity: Identity, address: str) -> str:
+    """Who the holds of a connection count against: the signed-in person (``u...``), else the
+    client address (``a...``; IPv6 per /64, as one household or phone gets a whole /64).
+
+    A keyed hash, so the tag in a client id names no address; the same on every node that
+    shares RESUME_SECRET, so the count holds across the cluster.
+    """
+    if not identity.is_anonymous and identity.subject:
+        kind, subject = "u", f"identity:{identity.subject}"
+    else:
+        try:
+            ip = ipaddress.ip_address(address)
+            key = str(ipaddress.ip_network(f"{ip}/64", strict=False) if ip.version == 6 else ip)
+        except ValueError:
+            key = address
+        kind, subject = "a", f"address:{key}"
+    digest = hmac.new(secret, subject.encode(), hashlib.sha256).digest()
+    return kind + base64.b32encode(digest[:10]).decode().lower()
+
+
+def owner_of(client_id: str) -> str | None:
+    """The owner tag a client id carries, if any."""
+    _, tilde, owner = client_id.rpartition("~")
+    return owner if tilde and owner else None
 
 
 def _mac(secret: bytes, client_id: str) -> str:

@@ -18,7 +18,7 @@ from .limits import ABUSIVE, LIMITED
 from .node import Node
 from .protocol import Field, ProtocolError, Schema, room_of, slot_of
 from .rooms import availability_frame
-from .store import StoreUnavailable
+from .store import StoreTimeout, StoreUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -100,7 +100,13 @@ async def dispatch(node: Node, conn: Connection, raw: str | bytes) -> None:
         Request(conn, {}, request_id).send(p.error_frame(exc))
     except StoreUnavailable as exc:
         log.warning("database unavailable: %s", exc)
-        error = ProtocolError(p.UNAVAILABLE, "The booking database is unavailable; try again")
+        message = "The booking database is unavailable; try again"
+        if isinstance(exc, StoreTimeout) and exc.outcome_unknown:
+            message = (
+                "The booking database did not confirm in time: the change may or may not"
+                " have been made; check again before relying on it"
+            )
+        error = ProtocolError(p.UNAVAILABLE, message)
         Request(conn, {}, request_id).send(p.error_frame(error))
     except Exception:
         log.exception("command failed")

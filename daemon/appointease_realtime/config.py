@@ -206,6 +206,19 @@ class Settings:
         600, _int(1, 86400), "how long a hold lasts; the holder locking again refreshes it"
     )
     hold_limit: int = setting(2, _int(1, 100), "live holds one client may have at once")
+    holds_per_address: int = setting(
+        10,
+        _int(1, 100000),
+        "live holds all anonymous sockets of one address (IPv6: one /64) may have, across nodes",
+    )
+    holds_per_identity: int = setting(
+        10, _int(1, 100000), "live holds one signed-in person may have, all sockets together"
+    )
+    hold_max_seconds: int = setting(
+        1800,
+        _int(1, 86400),
+        "a hold cannot be refreshed past this many seconds after it was first taken",
+    )
     lock_release_grace_seconds: float = setting(
         30.0,
         _float(0, 3600),

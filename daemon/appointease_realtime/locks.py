@@ -1,17 +1,22 @@
-"""Lock rules over the store: TTL, hold limit, release after a disconnect grace, expiry."""
+"""Lock rules over the store: TTL, limits per client and per owner (address or signed-in
+person), a maximum hold age, release after a disconnect grace, expiry."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import logging
+from dataclasses import replace
 
+from .auth import owner_of
 from .config import Settings
 from .metrics import Metrics
 from .protocol import Slot
 from .rooms import Rooms
 from .store import Store, StoreUnavailable
-from .store.base import LockOutcome
+from .store.base import ADDRESS_LIMIT, LockOutcome
+
+IDENTITY_LIMIT = "identity_limit"  # a signed-in person's holds, all their sockets together
 
 log = logging.getLogger(__name__)
 
@@ -29,9 +34,23 @@ class Locks:
 
     async def lock(self, client_id: str, slot: Slot) -> LockOutcome:
         """Hold ``slot`` for ``client_id`` (or refresh its hold); refused when another has it."""
+        settings = self.settings
+        owner = owner_of(client_id)
+        owner_limit = 0
+        if owner is not None:
+            identity = owner.startswith("u")
+            owner_limit = settings.holds_per_identity if identity else settings.holds_per_address
         outcome = await self.store.acquire_lock(
-            slot, client_id, self.settings.lock_ttl_seconds, self.settings.hold_limit
+            slot,
+            client_id,
+            settings.lock_ttl_seconds,
+            settings.hold_limit,
+            owner=owner,
+            owner_limit=owner_limit,
+            max_hold_seconds=settings.hold_max_seconds,
         )
+        if outcome.reason == ADDRESS_LIMIT and owner is not None and owner.startswith("u"):
+            outcome = replace(outcome, reason=IDENTITY_LIMIT)
         self.metrics.locks.labels(
             "acquired" if outcome.acquired else f"refused_{outcome.reason}"
         ).inc()

@@ -6,6 +6,7 @@ The node wires the services together and is the handler of cluster events (rooms
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import secrets
@@ -14,7 +15,7 @@ import time
 from datetime import UTC, datetime
 
 from .appointments import Appointments
-from .auth import Identity, new_client_id, resumed_client_id
+from .auth import Identity, new_client_id, owner_tag, resumed_client_id
 from .broker import Cluster
 from .config import Settings
 from .connection import Connection
@@ -29,6 +30,8 @@ from .selections import Selections
 from .store import Store, StoreUnavailable
 
 log = logging.getLogger(__name__)
+
+CLOSE_RESUMED = 4009  # this socket's client resumed on a newer one: do not reconnect
 
 
 class Node:
@@ -56,6 +59,8 @@ class Node:
         self.appointments = Appointments(store, self.broker, self.rooms, self.locks, metrics)
         self.resume_secret = settings.resume_secret.encode() or secrets.token_bytes(32)
         self.addresses = AddressCounter(settings.max_connections_per_ip)
+        self.superseded: set[Connection] = set()  # sockets a resume replaced: release nothing
+        self.tasks: set[asyncio.Task[None]] = set()
 
     async def start(self) -> None:
         """Start receiving cluster events."""
@@ -72,8 +77,12 @@ class Node:
         self.appointments.deliver(event)
 
     def on_resumed(self, event: ClientResumed) -> None:
-        """A client resumed (maybe elsewhere): its holds must not be released here."""
+        """A client resumed (maybe elsewhere): its holds must not be released here, and a
+        socket of it that this node still holds is stale."""
         self.locks.reclaim(event.client_id)
+        stale = self.hub.connections.get(event.client_id)
+        if event.node != self.id and stale is not None:
+            self._supersede(stale)
 
     async def on_resync(self, event: Resync) -> None:
         """After the broker was away: re-read every room watched here and announce it anew."""
@@ -84,16 +93,28 @@ class Node:
 
     # ---- connections ----
 
-    def client_id_for(self, identity: Identity, resume: str | None) -> tuple[str, bool]:
-        """A client id for a new connection: the resumed one when the token proves it."""
+    def client_id_for(
+        self, identity: Identity, address: str, resume: str | None
+    ) -> tuple[str, bool]:
+        """A client id for a new connection: the resumed one when the token proves it (even
+        while its old socket still looks alive here or elsewhere), else a new one tagged with
+        the owner its holds count against."""
         if resume:
             client_id = resumed_client_id(self.resume_secret, resume)
-            if client_id and client_id not in self.hub.connections:
+            if client_id:
                 return client_id, True
-        return new_client_id(identity), False
+        return new_client_id(identity, owner_tag(self.resume_secret, identity, address)), False
 
     async def connect(self, conn: Connection, resumed: bool) -> None:
-        """Register a connection; a resumed client keeps the holds it had, on any node."""
+        """Register a connection; a resumed client keeps the holds it had, on any node.
+
+        The socket it resumed from (a phone that changed network before the heartbeat saw
+        the old socket die) is superseded: closed without releasing anything, here at once,
+        and on other nodes when they hear ``ClientResumed``.
+        """
+        stale = self.hub.connections.get(conn.client_id)
+        if stale is not None:
+            self._supersede(stale)
         self.hub.add(conn)
         self.metrics.connections.inc()
         if self.locks.reclaim(conn.client_id):
@@ -101,12 +122,24 @@ class Node:
         if resumed:  # the node it left may be another one: its release timer must stop too
             await self.broker.publish(ClientResumed(conn.client_id, self.id))
 
+    def _supersede(self, stale: Connection) -> None:
+        """A newer socket of the same client exists: close this one and keep its state."""
+        self.superseded.add(stale)
+        self.hub.remove(stale)
+        task = asyncio.get_running_loop().create_task(stale.close(CLOSE_RESUMED, "resumed"))
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
+
     async def disconnect(self, conn: Connection) -> None:
-        """Forget a connection: selections go at once, holds stay for the grace period."""
+        """Forget a connection: selections go at once, holds stay for the grace period
+        (unless a newer socket of the same client has taken over: then both stay)."""
         self.rooms.unwatch(conn)
         self.appointments.unfollow(conn)
         self.hub.remove(conn)
         self.metrics.connections.dec()
+        if conn in self.superseded:
+            self.superseded.discard(conn)
+            return
         self.locks.release_later(conn.client_id)
         await self.selections.drop_client(conn.client_id)
 

@@ -90,7 +90,7 @@ async def _serve_socket(
         await ws.prepare(request)
         await ws.close(code=exc.close_code, message=str(exc).encode()[:120])
         return ws
-    client_id, resumed = node.client_id_for(identity, request.query.get("resume"))
+    client_id, resumed = node.client_id_for(identity, address, request.query.get("resume"))
     hold_cookie.attach(ws, request, settings, client_id)  # on the 101 response itself
     await ws.prepare(request)
     outbound = Outbound(ws, request.transport)
