@@ -69,6 +69,20 @@ async def test_select_deselect_across_two_nodes(make_node: MakeNode) -> None:
     assert await a.selections.select(ELEVEN, "ann", 60) == 2
 
 
+async def test_client_selections_are_listed_oldest_first_on_every_node(
+    make_node: MakeNode,
+) -> None:
+    (a, _), (b, _) = await make_node(), await make_node()
+    other = Slot(DAY, "09:00", 4)
+    await a.selections.select(TEN, "ann", 60)
+    await a.selections.select(other, "ann", 61)
+    await a.selections.select(ELEVEN, "ann", 62)
+    assert await b.selections.client_selections("ann") == [TEN, other, ELEVEN]
+    await b.selections.select(TEN, "ann", 63)  # selected again: now the newest
+    assert await a.selections.client_selections("ann") == [other, ELEVEN, TEN]
+    assert await a.selections.client_selections("nobody") == []
+
+
 async def test_refresh_keeps_when_a_selection_began(make_node: MakeNode) -> None:
     a, _ = await make_node()
     await a.selections.select(TEN, "ann", 60)

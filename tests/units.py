@@ -50,6 +50,7 @@ async def memory_node(settings: Settings, store: Store) -> AsyncIterator[Node]:
         yield node
     finally:
         await node.locks.stop()
+        await node.hold_clock.stop()
         await node.rooms.stop()
         await cluster.close()
 

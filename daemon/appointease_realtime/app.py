@@ -52,6 +52,7 @@ async def _node_context(app: web.Application) -> AsyncIterator[None]:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         await node.locks.stop()
+        await node.hold_clock.stop()
         await node.rooms.stop()
         await cluster.close()
         await store.close()

@@ -171,6 +171,7 @@ async def lock_slot(node: Node, req: Request) -> None:
     outcome = await node.locks.lock(req.conn.client_id, slot)
     if outcome.acquired:
         req.reply("slot_locked", **slot.fields(), expiresIn=outcome.expires_in)
+        node.hold_clock.held(req.conn, slot, outcome.expires_in)
     else:
         req.reply(
             "lock_failed", **slot.fields(), reason=outcome.reason, expiresIn=outcome.expires_in
@@ -182,6 +183,7 @@ async def unlock_slot(node: Node, req: Request) -> None:
     """Release a hold; only its holder may. ``completed`` marks a finished booking."""
     slot = slot_of(req.fields)
     reason = await node.locks.unlock(req.conn.client_id, slot)
+    node.hold_clock.released(req.conn, slot)
     if reason is None:
         req.reply("slot_unlocked", **slot.fields())
     else:
@@ -197,9 +199,10 @@ async def unlock_slot(node: Node, req: Request) -> None:
 async def select_slot(node: Node, req: Request) -> None:
     """Mark "someone is looking at this"; the room's watchers see the selected times."""
     slot = slot_of(req.fields)
-    await node.selections.select(req.conn.client_id, slot)
+    changed = await node.selections.select(req.conn.client_id, slot)
     req.reply("selection_confirmed", **slot.fields())
-    await node.selections.announce(slot.room)
+    for room in sorted(changed):
+        await node.selections.announce(room)
 
 
 @command("deselect_slot", schema=p.SLOT_SCHEMA)

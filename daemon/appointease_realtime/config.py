@@ -219,6 +219,11 @@ class Settings:
         _int(1, 86400),
         "a hold cannot be refreshed past this many seconds after it was first taken",
     )
+    hold_warning_seconds: float = setting(
+        60.0,
+        _float(0, 86400),
+        "the holder gets `lock_expiring` this many seconds before its hold ends",
+    )
     lock_release_grace_seconds: float = setting(
         30.0,
         _float(0, 3600),

@@ -20,6 +20,7 @@ from .broker import Cluster
 from .config import Settings
 from .connection import Connection
 from .events import ClientResumed, CustomerChange, Resync, RoomEvent
+from .hold_clock import HoldClock
 from .hub import Hub
 from .limits import AddressCounter
 from .locks import Locks
@@ -57,6 +58,7 @@ class Node:
         )
         self.locks = Locks(settings, store, self.rooms, metrics)
         self.appointments = Appointments(store, self.broker, self.rooms, self.locks, metrics)
+        self.hold_clock = HoldClock(store, settings.hold_warning_seconds)
         self.resume_secret = settings.resume_secret.encode() or secrets.token_bytes(32)
         self.addresses = AddressCounter(settings.max_connections_per_ip)
         self.superseded: set[Connection] = set()  # sockets a resume replaced: release nothing
@@ -135,6 +137,7 @@ class Node:
         (unless a newer socket of the same client has taken over: then both stay)."""
         self.rooms.unwatch(conn)
         self.appointments.unfollow(conn)
+        self.hold_clock.gone(conn)
         self.hub.remove(conn)
         self.metrics.connections.dec()
         if conn in self.superseded:

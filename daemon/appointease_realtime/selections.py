@@ -1,12 +1,16 @@
 """Soft selections, as ``locks.py`` is for holds: select, deselect, expire, drop on
-disconnect, and announce a room's selected times to every node after each change."""
+disconnect, and announce a room's selected times to every node after each change.
+
+They behave as a customer clicks: a new selection in a room replaces the client's previous
+one there (one "looking at" per client per room), and past MAX_SELECTIONS_PER_CLIENT the
+client's least recently selected mark is dropped instead of refusing the new one.
+"""
 
 from __future__ import annotations
 
-from . import protocol as p
 from .broker import Broker, Selection, SelectionStore
 from .events import RoomSelections
-from .protocol import Frame, ProtocolError, Room, Slot
+from .protocol import Frame, Room, Slot
 from .rooms import selections_frame
 
 
@@ -21,17 +25,26 @@ class Selections:
         self.ttl_seconds = ttl_seconds
         self.per_client = per_client
 
-    async def select(self, client_id: str, slot: Slot) -> None:
-        """Mark (or refresh) ``slot`` for ``client_id``; refused past the per-client cap.
+    async def select(self, client_id: str, slot: Slot) -> set[Room]:
+        """Mark (or refresh) ``slot`` for ``client_id``, replacing its previous mark in the
+        room and dropping its oldest past the cap; return the rooms that changed.
 
-        The caller answers the client first, then calls :meth:`announce` for the room.
+        The caller answers the client first, then calls :meth:`announce` for those rooms.
+        (One socket's frames run one at a time, so a client never races itself here.)
         """
+        changed = {slot.room}
+        for old in await self.store.client_selections(client_id):
+            if old.room == slot.room and old != slot:
+                await self.store.deselect(old, client_id)
         count = await self.store.select(slot, client_id, self.ttl_seconds)
         if count > self.per_client:
-            await self.store.deselect(slot, client_id)  # roll back the mark just made
-            raise ProtocolError(
-                p.INVALID_REQUEST, f"At most {self.per_client} selections per client", "time"
-            )
+            for old in await self.store.client_selections(client_id):
+                if count <= self.per_client:
+                    break
+                if old != slot and await self.store.deselect(old, client_id):
+                    changed.add(old.room)
+                    count -= 1
+        return changed
 
     async def deselect(self, client_id: str, slot: Slot) -> bool:
         """Remove a mark; True when there was one (then the caller announces the room)."""

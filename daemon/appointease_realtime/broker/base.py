@@ -54,6 +54,9 @@ class SelectionStore(Protocol):
     async def drop_client(self, client_id: str) -> set[Room]:
         """Remove every selection of ``client_id``; return the rooms that changed."""
 
+    async def client_selections(self, client_id: str) -> list[Slot]:
+        """The live selections of ``client_id``, the least recently selected first."""
+
     async def room_selections(self, room: Room) -> list[str]:
         """Distinct selected times in ``room``, sorted."""
 

@@ -110,6 +110,10 @@ class FailoverSelections:
         """Remove every selection of ``client_id``; return the rooms that changed."""
         return await self.failover.call(lambda store: store.drop_client(client_id))
 
+    async def client_selections(self, client_id: str) -> list[Slot]:
+        """The live selections of ``client_id``, the least recently selected first."""
+        return await self.failover.call(lambda store: store.client_selections(client_id))
+
     async def room_selections(self, room: Room) -> list[str]:
         """Distinct selected times in ``room``, sorted."""
         return await self.failover.call(lambda store: store.room_selections(room))

@@ -83,6 +83,16 @@ class MemorySelections:
                 rooms.add(slot.room)
         return rooms
 
+    async def client_selections(self, client_id: str) -> list[Slot]:
+        """The live selections of ``client_id``, the least recently selected first."""
+        now = time.time()
+        marks = [
+            self.rooms[slot.room][(slot.time, client_id)]
+            for slot in self.by_client.get(client_id, ())
+            if self._live(slot, client_id, now)
+        ]
+        return [mark.slot for mark in sorted(marks, key=lambda mark: mark.expires)]
+
     async def room_selections(self, room: Room) -> list[str]:
         """Distinct selected times in ``room``, sorted."""
         now = time.time()

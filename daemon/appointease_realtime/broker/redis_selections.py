@@ -162,6 +162,14 @@ class RedisSelections:
                 rooms.add(slot.room)
         return rooms
 
+    async def client_selections(self, client_id: str) -> list[Slot]:
+        """The live selections of ``client_id``, the least recently selected first (the
+        client's sorted set is scored by expiry, and every select sets the same TTL)."""
+        live = f"({time.time()!r}"
+        key = f"{self.ns}:client:{client_id}"
+        members = await self._client().zrangebyscore(key, live, "+inf")
+        return [slot_of(member) for member in cast("list[str]", members)]
+
     async def room_selections(self, room: Room) -> list[str]:
         """Distinct selected times in ``room``, sorted."""
         live = f"({time.time()!r}"
