@@ -63,6 +63,7 @@ class Locks:
         reason = await self.store.release_lock(slot, client_id)
         self.metrics.locks.labels("released" if reason is None else "unlock_refused").inc()
         if reason is None:
+            self.metrics.holds_ended.labels("released").inc()
             self.rooms.touch(slot.room)
         return reason
 
@@ -70,6 +71,7 @@ class Locks:
         """Release every hold of ``client_id`` and announce the freed slots."""
         freed = await self.store.release_client_locks(client_id)
         self.metrics.locks.labels("released").inc(len(freed))
+        self.metrics.holds_ended.labels("released").inc(len(freed))
         for room in {slot.room for slot in freed}:
             self.rooms.touch(room)
         if freed:
@@ -79,6 +81,7 @@ class Locks:
         """A booking took ``slot``: the hold on it (whoever had it) has done its job."""
         if await self.store.delete_lock(slot) is not None:
             self.metrics.locks.labels("booked").inc()
+            self.metrics.holds_ended.labels("booked").inc()
 
     def release_later(self, client_id: str) -> None:
         """After a disconnect: keep the holds for the grace period, then release them."""
@@ -109,6 +112,7 @@ class Locks:
         """Delete expired locks (whoever wrote them) and announce the freed slots."""
         expired = await self.store.sweep_expired_locks()
         self.metrics.locks.labels("expired").inc(len(expired))
+        self.metrics.holds_ended.labels("expired").inc(len(expired))
         for room in {lock.slot.room for lock in expired}:
             self.rooms.touch(room)
 

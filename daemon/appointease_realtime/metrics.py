@@ -31,6 +31,12 @@ class Metrics:
             ["outcome"],
             registry=r,
         )
+        self.holds_ended = Counter(
+            "appointease_holds_ended_total",
+            "Holds that ended: booked (a booking consumed it), expired, released",
+            ["how"],
+            registry=r,
+        )
         self.hooks = Counter(
             "appointease_hook_outcomes_total", "Booking hooks by outcome", ["outcome"], registry=r
         )
