@@ -1,5 +1,5 @@
-"""Command line: ``appointease-realtime serve | check | init-db | genconfig | seed-demo |
-send-hook``, and ``--version``."""
+"""Command line: ``appointease-realtime serve [--workers N] | check | init-db | genconfig |
+seed-demo | send-hook``, and ``--version``."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from dataclasses import replace
 
 from aiohttp import web
 
-from . import __version__, admin
+from . import __version__, admin, workers
 from .app import create_app
 from .config import ConfigError, Settings, load_settings, read_env_file
 from .hooks import EVENT_TYPES
@@ -42,6 +42,13 @@ def _parser() -> argparse.ArgumentParser:
     serve = sub.add_parser("serve", help="run the daemon", parents=[env_file])
     serve.add_argument("--host", help="address to bind (HOST)")
     serve.add_argument("--port", type=int, help="port to bind (PORT)")
+    serve.add_argument(
+        "--workers",
+        type=_positive,
+        help="processes serving the port together (SO_REUSEPORT); more than 1 needs REDIS_URL",
+    )
+    # A worker started by `serve --workers N`: the parent's pid (internal, not for people).
+    serve.add_argument("--worker-of", type=int, help=argparse.SUPPRESS)
     sub.add_parser("check", help="check configuration, database and tables", parents=[env_file])
     sub.add_parser(
         "init-db", help="create the two tables where missing (never alters one)", parents=[env_file]
@@ -66,6 +73,16 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _positive(raw: str) -> int:
+    try:
+        value = int(raw)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a whole number, got {raw!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be 1 or more, got {value}")
+    return value
+
+
 def _tls_context(settings: Settings) -> ssl.SSLContext | None:
     """Serve wss:// directly when TLS_CERT_FILE and TLS_KEY_FILE are set."""
     if not settings.tls_cert_file or not settings.tls_key_file:
@@ -75,8 +92,12 @@ def _tls_context(settings: Settings) -> ssl.SSLContext | None:
     return context
 
 
-def _serve(settings: Settings) -> int:
-    """Run the daemon until SIGTERM/SIGINT; one line when it listens, one when it stopped."""
+def _serve(settings: Settings, reuse_port: bool = False) -> int:
+    """Run the daemon until SIGTERM/SIGINT; one line when it listens, one when it stopped.
+
+    ``reuse_port``: a worker of ``serve --workers N``, binding the port beside its siblings;
+    its READY=1 goes to the parent (``workers.py``), which tells systemd.
+    """
     app = create_app(settings)
     scheme = "https" if settings.tls_cert_file else "http"
 
@@ -102,6 +123,7 @@ def _serve(settings: Settings) -> int:
         access_log_class=AccessLogger,
         shutdown_timeout=settings.shutdown_timeout_seconds,
         print=listening,  # called once every site listens: READY=1 to systemd
+        reuse_port=reuse_port or None,
     )
     log.info("stopped")
     return 0
@@ -109,6 +131,13 @@ def _serve(settings: Settings) -> int:
 
 def _run(args: argparse.Namespace, settings: Settings, env_file: str) -> int:
     if args.command == "serve":
+        if args.worker_of is not None:
+            if not workers.adopt(args.worker_of):
+                return 0  # the parent is already gone
+            return _serve(settings, reuse_port=True)
+        count = _worker_count(args, settings)
+        if count > 1:
+            return workers.supervise(settings, count, env_file)
         return _serve(settings)
     if args.command == "check":
         return asyncio.run(admin.check(settings, read_env_file(env_file)))
@@ -127,6 +156,11 @@ def _run(args: argparse.Namespace, settings: Settings, env_file: str) -> int:
     return asyncio.run(admin.seed_demo(settings, args.days))
 
 
+def _worker_count(args: argparse.Namespace, settings: Settings) -> int:
+    """``--workers``, else the WORKERS setting."""
+    return int(args.workers) if args.workers is not None else settings.workers
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the console script."""
     args = _parser().parse_args(argv)
@@ -140,6 +174,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             settings = replace(
                 settings, host=args.host or settings.host, port=args.port or settings.port
             )
+            if args.worker_of is None:
+                workers.check(settings, _worker_count(args, settings))
     except ConfigError as exc:
         print(f"configuration error: {exc}", file=sys.stderr)
         return 2

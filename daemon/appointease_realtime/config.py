@@ -179,6 +179,12 @@ class Settings:
 
     host: str = setting("0.0.0.0", _text, "address to listen on")  # noqa: S104 - a daemon
     port: int = setting(8080, _int(0, 65535), "port for WebSocket and HTTP")
+    workers: int = setting(
+        1,
+        _int(1, 256),
+        "processes serving `PORT` together (SO_REUSEPORT), each a node of its own;"
+        " more than 1 needs `REDIS_URL` and MySQL/MariaDB",
+    )
     db_host: str | None = setting(
         None,
         _optional,

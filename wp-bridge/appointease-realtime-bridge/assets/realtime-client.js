@@ -3,8 +3,14 @@
  *
  * Speaks the daemon's flat-JSON protocol (docs/protocol.md): reconnects with exponential
  * backoff and jitter, resumes its clientId (and its slot holds) with the resume token,
- * measures latency with a heartbeat, falls back to polling GET /api/availability while the
- * socket is down, and turns requests into promises (every reply carries its requestId).
+ * measures latency with a heartbeat, falls back to polling GET <base>/api/availability while
+ * the socket is down, and turns requests into promises (every reply carries its requestId).
+ *
+ * <base> is the socket URL without its "/ws/<token>": behind nginx at
+ * wss://example.com/realtime/ws/<token> the client polls https://example.com/realtime/api/availability,
+ * against a bare daemon at ws://host:8080 it polls http://host:8080/api/availability.
+ * AppointEaseRealtime.httpUrl(wsUrl, path) gives any other daemon URL the same way
+ * (e.g. '/assets/realtime-client.js').
  *
  *   const rt = new AppointEaseRealtime({url: window.bookingAPI.wsUrl, query: {email}});
  *   rt.on('slot_taken', (f) => disableTime(f.time));
@@ -31,7 +37,7 @@
     url: null, // ws(s)://host:port/ (a path token is fine; the query is kept), or a function
     // returning one (or a promise of one), called before every attempt: fetch a fresh token there
     query: null, // extra query parameters, e.g. {email: 'ann@example.com'}
-    pollUrl: null, // default: http(s)://<same host>/api/availability
+    pollUrl: null, // default: http(s)://<same host and base path>/api/availability
     reconnect: true,
     backoffInitial: 500, // ms before the first reconnect attempt
     backoffMax: 15000,
@@ -71,10 +77,19 @@
     return typeof performance !== 'undefined' && performance.now ? performance.now() : Date.now();
   }
 
+  /** The daemon's base path behind a socket path: without "/ws/<token>" (or "/ws") and the last "/". */
+  function basePath(pathname) {
+    return pathname.replace(/\/ws(\/[^/]*)?\/?$/, '').replace(/\/+$/, '');
+  }
+
+  /**
+   * The http(s) URL of `path` (e.g. '/api/availability') on the daemon that serves socket URL
+   * `wsUrl`, keeping its base path: wss://host/realtime/ws/T -> https://host/realtime/api/availability.
+   */
   function httpFromWs(wsUrl, path) {
     const u = new URL(wsUrl);
     u.protocol = u.protocol === 'wss:' ? 'https:' : u.protocol === 'ws:' ? 'http:' : u.protocol;
-    u.pathname = path;
+    u.pathname = basePath(u.pathname) + path;
     u.search = '';
     u.hash = '';
     return u.toString();
@@ -173,6 +188,12 @@
 
     get connected() {
       return !!this._ws && this._ws.readyState === 1 && this.mode === 'websocket';
+    }
+
+    /** The http(s) URL of `path` on this client's daemon (same host and base path as the socket). */
+    httpUrl(path) {
+      const base = typeof this.options.url === 'function' ? this._resolvedUrl : this.options.url;
+      return base ? httpFromWs(base, path) : null;
     }
 
     get averageLatency() {
@@ -599,9 +620,7 @@
     // ---- polling fallback ----
 
     _pollUrl() {
-      if (this.options.pollUrl) return this.options.pollUrl;
-      const base = typeof this.options.url === 'function' ? this._resolvedUrl : this.options.url;
-      return base ? httpFromWs(base, '/api/availability') : null;
+      return this.options.pollUrl || this.httpUrl('/api/availability');
     }
 
     _fetchAvailability(date, employeeId) {
@@ -661,6 +680,7 @@
   }
 
   AppointEaseRealtime.RealtimeError = RealtimeError;
+  AppointEaseRealtime.httpUrl = httpFromWs;
   AppointEaseRealtime.VERSION = VERSION;
   AppointEaseRealtime.version = VERSION;
   AppointEaseRealtime.DEFAULTS = DEFAULTS;
