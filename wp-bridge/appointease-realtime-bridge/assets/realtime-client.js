@@ -60,6 +60,7 @@
     1009: 'a frame over 64 KB',
     4001: 'invalid token: connect with a new one',
     4002: 'token expired: connect with a fresh one',
+    4009: 'this client resumed on a newer connection',
   };
 
   /** A refused or failed request: `code` is the daemon's error code or a local one. */
@@ -139,6 +140,12 @@
       this._room = null; // {date, employeeId, time?} last watched day
       this._appointments = null; // {email} when following appointments
       this._selections = new Map(); // key -> {date, time, employeeId}
+      this._holds = new Map(); // key -> {date, time, employeeId, endsAt (clock ms)}
+      this._holdTimer = null;
+      this.on('slot_locked', (f) => this._held(f, f.expiresIn));
+      this.on('lock_expiring', (f) => this._held(f, f.expiresIn, 'expiring'));
+      this.on('lock_expired', (f) => this._unheld(f, 'expired'));
+      this.on('slot_unlocked', (f) => this._unheld(f, 'released'));
     }
 
     // ---- lifecycle ----
@@ -158,6 +165,7 @@
     close() {
       this._closed = true;
       this._clearTimers();
+      clearTimeout(this._holdTimer);
       this._stopPolling();
       const ws = this._ws;
       this._ws = null;
@@ -312,6 +320,51 @@
       return this.request(Object.assign({ type: 'lock_slot' }, slotFields(date, time, employeeId), extra || {}));
     }
 
+    /** The holds this client has, with the seconds each has left: [{date, time, employeeId,
+     * expiresIn}]. The 'countdown' event carries the same list every second while any is held;
+     * 'hold' {hold, why} fires when one is taken or extended ('held'), is about to end
+     * ('expiring', from the daemon's lock_expiring), or ended ('expired', 'released'). */
+    holdsLeft() {
+      const now = clock();
+      return Array.from(this._holds.values()).map((h) => ({
+        date: h.date,
+        time: h.time,
+        employeeId: h.employeeId,
+        expiresIn: Math.max(0, Math.round((h.endsAt - now) / 1000)),
+      }));
+    }
+
+    _held(frame, expiresIn, why) {
+      if (typeof expiresIn !== 'number') return;
+      const hold = slotFields(frame.date, frame.time, frame.employeeId);
+      hold.endsAt = clock() + expiresIn * 1000;
+      this._holds.set([frame.date, frame.time, frame.employeeId].join('|'), hold);
+      this._emit('hold', { hold: this._left(hold), why: why || 'held' });
+      this._tick();
+    }
+
+    _unheld(frame, why) {
+      const key = [frame.date, frame.time, frame.employeeId].join('|');
+      const hold = this._holds.get(key);
+      if (!hold) return;
+      this._holds.delete(key);
+      this._emit('hold', { hold: this._left(hold), why: why });
+      this._tick();
+    }
+
+    _left(hold) {
+      const expiresIn = Math.max(0, Math.round((hold.endsAt - clock()) / 1000));
+      return { date: hold.date, time: hold.time, employeeId: hold.employeeId, expiresIn: expiresIn };
+    }
+
+    _tick() {
+      clearTimeout(this._holdTimer);
+      this._holdTimer = null;
+      if (!this._holds.size) return;
+      this._emit('countdown', this.holdsLeft());
+      this._holdTimer = setTimeout(() => this._tick(), 1000);
+    }
+
     /** Release a hold: resolves with `slot_unlocked` or `unlock_failed` {reason}. */
     unlock(date, time, employeeId, completed) {
       const frame = Object.assign({ type: 'unlock_slot' }, slotFields(date, time, employeeId));
@@ -319,8 +372,12 @@
       return this.request(frame);
     }
 
-    /** Soft selection ("someone is looking at this"); re-sent after a reconnect. */
+    /** Soft selection ("someone is looking at this"); re-sent after a reconnect. As on the
+     * daemon, it replaces this client's previous selection of the same day and employee. */
     select(date, time, employeeId) {
+      this._selections.forEach((s, key) => {
+        if (s.date === date && String(s.employeeId) === String(employeeId)) this._selections.delete(key);
+      });
       this._selections.set([date, time, employeeId].join('|'), slotFields(date, time, employeeId));
       return this.request(Object.assign({ type: 'selecting_slot' }, slotFields(date, time, employeeId)));
     }
