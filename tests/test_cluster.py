@@ -39,7 +39,7 @@ async def node(
 ) -> StartNode:
     """Start a daemon on the shared Redis, in a namespace of this test alone."""
 
-    def open_on_namespace(url: str | None) -> Cluster:
+    def open_on_namespace(url: str | None, _: str) -> Cluster:
         assert url is not None
         return open_cluster(url, namespace=namespace, backoff_cap=0.5)
 
@@ -197,3 +197,21 @@ async def test_a_client_that_resumes_on_another_node_keeps_its_hold(
         "unlock_slot", ("slot_unlocked", "unlock_failed"), date=DAY, time="10:00", employeeId=3
     )
     assert unlocked["type"] == "slot_unlocked"
+
+
+async def test_two_sites_on_one_redis_do_not_hear_each_other(
+    make_client: Callable[..., Any], redis_url: str, connect: Any
+) -> None:
+    """REDIS_NAMESPACE keeps two sites sharing one Redis apart."""
+    import secrets
+
+    first, second = (f"site{secrets.token_hex(4)}" for _ in range(2))
+    a = await make_client(redis_url=redis_url, redis_namespace=first)
+    b = await make_client(redis_url=redis_url, redis_namespace=second)
+    watcher = await connect(on=b)
+    await watcher.request("watch_slot", "active_selections", date=DAY, employeeId=9)
+    picker = await connect(on=a)
+    await picker.request(
+        "selecting_slot", "selection_confirmed", date=DAY, time="10:00", employeeId=9
+    )
+    assert not [f for f in await watcher.quiet(0.5) if f["type"] == "active_selections"]

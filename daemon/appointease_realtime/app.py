@@ -35,7 +35,7 @@ async def _node_context(app: web.Application) -> AsyncIterator[None]:
     except BaseException:
         await store.close()
         raise
-    cluster = open_cluster(settings.redis_url)
+    cluster = open_cluster(settings.redis_url, settings.redis_namespace)
     node = Node(settings, store, cluster, metrics)
     await node.start()
     app[NODE] = node

@@ -274,6 +274,11 @@ class Settings:
         shown="(unset)",
         secret=True,
     )
+    redis_namespace: str = setting(
+        "appointease",
+        _prefix,
+        "prefix of every Redis key and channel: give each site sharing one Redis its own",
+    )
     token_secret: str = setting(
         "",
         _token_secret,
