@@ -151,3 +151,13 @@ def test_genconfig_secrets_are_fresh_and_pass_check(tmp_path: Path) -> None:
     )
     assert checked.returncode == 0, checked.stdout
     assert "warning" not in checked.stdout
+
+
+def test_a_file_that_is_no_database_is_one_line_for_check_and_serve(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.sqlite3"
+    bad.write_text("not a database")
+    env = {"DB_HOST": "", "SQLITE_PATH": str(bad)}
+    for args in (("check",), ("serve", "--port", str(free_port()))):
+        result = run(*args, env=env)
+        assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr
+        assert f"cannot open SQLite file {bad}: file is not a database" in result.stderr

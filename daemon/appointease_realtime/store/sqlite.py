@@ -12,7 +12,6 @@ for that thread and rolls back whatever the abandoned call left open.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import sqlite3
 from collections.abc import AsyncIterator, Awaitable, Sequence
 from contextlib import asynccontextmanager
@@ -21,7 +20,8 @@ from typing import Any, TypeVar
 
 import aiosqlite
 
-from .sql import Observe, Row, SqlStore, Tx
+from .base import StoreUnavailable
+from .sql import Observe, Result, Row, SqlStore, Statement, Tx
 
 T = TypeVar("T")
 
@@ -98,6 +98,18 @@ class _Connection:
         await self.store.call(cur.close())
         return count
 
+    async def batch(self, statements: Sequence[Statement], write: bool = False) -> list[Result]:
+        """One statement after the other (a local file: no round trips to save)."""
+        results: list[Result] = []
+        for sql, args in statements:
+            if write and not self.in_transaction:
+                self.write_sent = True
+            cur = await self.store.call(self.conn.execute(_sqlite(sql), tuple(args)))
+            rows = [tuple(row) for row in await self.store.call(cur.fetchall())]
+            results.append(Result(rows, int(cur.rowcount)))
+            await self.store.call(cur.close())
+        return results
+
 
 class SQLiteStore(SqlStore):
     """The two tables in a local SQLite file."""
@@ -130,13 +142,21 @@ class SQLiteStore(SqlStore):
         db_timeout: float = 5.0,
         observe: Observe | None = None,
     ) -> SQLiteStore:
-        """Open (and by default create the tables of) the SQLite file at ``path``."""
-        if path != ":memory:":
-            Path(path).parent.mkdir(parents=True, exist_ok=True)
-        conn = await aiosqlite.connect(path, isolation_level=None)
-        await conn.execute("PRAGMA journal_mode=WAL")
-        # SQLite's own wait for another process's lock ends just after our timeout
-        await conn.execute(f"PRAGMA busy_timeout={int(db_timeout * 1000) + 100}")
+        """Open (and by default create the tables of) the SQLite file at ``path``; a file that
+        cannot be opened, or is no SQLite database, is StoreUnavailable saying so."""
+        try:
+            if path != ":memory:":
+                Path(path).parent.mkdir(parents=True, exist_ok=True)
+            conn = await aiosqlite.connect(path, isolation_level=None)
+        except (OSError, sqlite3.Error) as exc:
+            raise StoreUnavailable(f"cannot open SQLite file {path}: {exc}") from None
+        try:
+            await conn.execute("PRAGMA journal_mode=WAL")
+            # SQLite's own wait for another process's lock ends just after our timeout
+            await conn.execute(f"PRAGMA busy_timeout={int(db_timeout * 1000) + 100}")
+        except sqlite3.Error as exc:
+            await conn.close()
+            raise StoreUnavailable(f"cannot open SQLite file {path}: {exc}") from None
         store = cls(conn, prefix, db_timeout=db_timeout, observe=observe)
         if create:
             await store.create_schema()
@@ -182,9 +202,9 @@ class SQLiteStore(SqlStore):
             await self.call(self.conn.execute("ROLLBACK"))
         self.unsettled = False
 
-    def serialized(self, tx: Tx, key: str) -> contextlib.AbstractAsyncContextManager[None]:
+    def holder_lock_sql(self, key: str) -> None:
         """Nothing more to hold: acquire_lock runs in BEGIN IMMEDIATE (lock_in_transaction)."""
-        return contextlib.nullcontext()
+        return None
 
     def plus_seconds_sql(self) -> str:
         """``datetime('now', '+n seconds')``."""
