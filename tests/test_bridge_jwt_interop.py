@@ -1,10 +1,13 @@
-"""The bridge's PHP JWT codec and PyJWT agree, both ways.
+"""The bridge's PHP JWT codec and the daemon agree, both ways.
 
-The daemon verifies connection tokens with
-``jwt.decode(token, secret, algorithms=["HS256"], audience="appointease-realtime")``;
-WordPress mints them with ``AppointEase_RT_Jwt`` (wp-bridge, includes/class-jwt.php).
-PHP encodes -> PyJWT verifies, PyJWT encodes -> PHP verifies, and each refuses what the
+WordPress mints connection tokens with ``AppointEase_RT_Jwt`` (wp-bridge,
+includes/class-jwt.php); the daemon checks them with its own
+``appointease_realtime.auth.verify_token`` (called here, not re-implemented), which gives the
+identity or raises ``TokenError`` with the close code the socket gets (4001, 4002).
+PHP encodes -> the daemon verifies, PyJWT encodes -> PHP verifies, and each refuses what the
 other should refuse. Without a ``php`` binary the tests are skipped, except with ``CI=true``.
+(tests/wordpress/test_bridge_token_to_daemon.py sends a token minted inside WordPress to a
+running daemon's socket.)
 """
 
 from __future__ import annotations
@@ -20,6 +23,14 @@ from typing import Any
 import jwt
 import pytest
 
+from appointease_realtime.auth import (
+    AUDIENCE,
+    CLOSE_INVALID_TOKEN,
+    CLOSE_TOKEN_EXPIRED,
+    Identity,
+    TokenError,
+    verify_token,
+)
 from tests.conftest import need
 
 JWT_PHP = (
@@ -29,7 +40,6 @@ JWT_PHP = (
     / "includes"
     / "class-jwt.php"
 )
-AUDIENCE = "appointease-realtime"
 
 # Reads a JSON list of requests from stdin, answers a JSON list on stdout (one PHP run).
 PHP_SCRIPT = r"""
@@ -83,9 +93,19 @@ def _secret() -> str:
     return secrets.token_hex(32)
 
 
-def _py_decode(token: str, secret: str) -> dict[str, Any]:
-    claims: dict[str, Any] = jwt.decode(token, secret, algorithms=["HS256"], audience=AUDIENCE)
+def _daemon_accepts(token: str, secret: str) -> dict[str, Any]:
+    """The claims of a token the daemon accepts: ``verify_token`` must pass first (it raises
+    TokenError otherwise); the claims are then read without re-checking, to compare them."""
+    verify_token(token, secret)
+    claims: dict[str, Any] = jwt.decode(token, options={"verify_signature": False})
     return claims
+
+
+def _refused(token: str, secret: str) -> tuple[int, str]:
+    """The close code and message the daemon's check gives a token it must refuse."""
+    with pytest.raises(TokenError) as refused:
+        verify_token(token, secret)
+    return refused.value.close_code, str(refused.value)
 
 
 def _claims(**overrides: Any) -> dict[str, Any]:
@@ -123,7 +143,9 @@ def test_php_issues_tokens_pyjwt_verifies(sub: str, email: str, role: str) -> No
             "lifetime": 3600,
         }
     )
-    claims = _py_decode(issued["token"], secret)
+    identity = verify_token(issued["token"], secret)
+    assert identity == Identity(email=email.lower(), role=role, subject=sub)
+    claims = _daemon_accepts(issued["token"], secret)
     assert claims["sub"] == sub
     assert claims["email"] == email.lower()
     assert claims["role"] == role
@@ -147,7 +169,7 @@ def test_php_clamps_lifetime_and_pyjwt_agrees() -> None:
             "lifetime": 48 * 3600,
         }
     )
-    claims = _py_decode(issued["token"], secret)
+    claims = _daemon_accepts(issued["token"], secret)
     assert claims["exp"] - claims["iat"] == 12 * 3600
 
 
@@ -159,23 +181,35 @@ def test_php_encoded_arbitrary_claims_round_trip_through_pyjwt() -> None:
         nested={"list": [1, 2.5, None, True], "map": {"k": "v"}},
     )
     (answer,) = _php({"op": "encode", "claims": odd, "secret": secret})
-    assert _py_decode(answer["token"], secret) == odd
+    assert _daemon_accepts(answer["token"], secret) == odd
 
 
-def test_php_tokens_pyjwt_refuses() -> None:
+def test_php_tokens_the_daemon_refuses() -> None:
     secret = _secret()
     now = int(time.time())
-    expired, wrong_aud, good = _php(
+    expired, wrong_aud, good, long_lived, bad_role, no_email, early = _php(
         {"op": "encode", "claims": _claims(iat=now - 7200, exp=now - 3600), "secret": secret},
         {"op": "encode", "claims": _claims(aud="someone-else"), "secret": secret},
         {"op": "encode", "claims": _claims(), "secret": secret},
+        {"op": "encode", "claims": _claims(exp=now + 13 * 3600), "secret": secret},
+        {"op": "encode", "claims": _claims(role="root"), "secret": secret},
+        {"op": "encode", "claims": _claims(email=None), "secret": secret},
+        {"op": "encode", "claims": _claims(iat=now + 600, exp=now + 1200), "secret": secret},
     )
-    with pytest.raises(jwt.ExpiredSignatureError):
-        _py_decode(expired["token"], secret)
-    with pytest.raises(jwt.InvalidAudienceError):
-        _py_decode(wrong_aud["token"], secret)
-    with pytest.raises(jwt.InvalidSignatureError):
-        _py_decode(good["token"], _secret())
+    for refused, words in (
+        (long_lived, "12 hours"),
+        (bad_role, "role"),
+        (no_email, "email"),
+        (early, "not yet valid"),
+    ):
+        code, message = _refused(refused["token"], secret)
+        assert code == CLOSE_INVALID_TOKEN and words in message.lower(), message
+    assert _refused(expired["token"], secret) == (CLOSE_TOKEN_EXPIRED, "token expired")
+    code, message = _refused(wrong_aud["token"], secret)
+    assert code == CLOSE_INVALID_TOKEN and "audience" in message.lower()
+    code, message = _refused(good["token"], _secret())
+    assert code == CLOSE_INVALID_TOKEN and "signature" in message.lower()
+    verify_token(good["token"], secret)  # the same token with its own secret passes
 
 
 @pytest.mark.parametrize("role", ["customer", "staff", "admin"])
@@ -189,6 +223,7 @@ def test_pyjwt_encodes_php_decodes(role: str) -> None:
         {"op": "decode", "token": listed, "secret": secret, "audience": AUDIENCE},
     )
     assert plain == {"ok": True, "claims": claims}
+    assert verify_token(token, secret).role == role  # and the daemon takes the same token
     assert with_list["ok"] is True
     assert with_list["claims"]["aud"] == ["other", AUDIENCE]
 
@@ -249,6 +284,6 @@ def test_many_random_tokens_agree_both_ways() -> None:
     )
     decoded, encoded = answers[:40], answers[40:]
     assert [a["claims"] for a in decoded] == claim_sets
-    assert [_py_decode(a["token"], secret) for a in encoded] == claim_sets
+    assert [_daemon_accepts(a["token"], secret) for a in encoded] == claim_sets
     # Same claims, same key order, same bytes: both libraries produce the identical token.
     assert [a["token"] for a in encoded] == py_tokens

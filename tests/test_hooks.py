@@ -110,6 +110,11 @@ async def test_refusals(hooked: TestClient[Any, Any], connect: Connect, store: S
     assert (await post(hooked, no_id, no_id_headers))[0] == 400
 
     assert [f["type"] for f in await watcher.quiet(0.5)] == []  # nothing was broadcast
+    # and not later either: the next frame the watcher gets is a change made after them
+    holder = await connect(on=hooked)
+    await holder.request("lock_slot", "slot_locked", date=DAY, time="11:00", employeeId=3)
+    after = await watcher.recv(timeout=10)
+    assert (after["type"], after["locked"]) == ("availability_update", ["11:00"]), after
 
 
 async def test_secret_unset_answers_503(client: TestClient[Any, Any]) -> None:
@@ -127,6 +132,28 @@ async def test_key_rotation_accepts_any_listed_signature(hooked: TestClient[Any,
     assert await post(hooked, body, rotated) == (200, {"ok": True, "pong": True})
 
 
+async def test_a_webhook_id_is_forgotten_after_the_dedupe_window(
+    hooked: TestClient[Any, Any], store: Store, connect: Connect, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Within DEDUPE_SECONDS a retry of the same webhook-id is a duplicate (not applied
+    again); after it, the id is new again and the hook is applied."""
+    from appointease_realtime import hooks
+
+    monkeypatch.setattr(hooks, "DEDUPE_SECONDS", 1.0)
+    await book(store)
+    customer = await connect(on=hooked, email="ann@example.com")
+    await customer.request("watch_appointments", "appointments_data")
+    body, headers = signed_request(SECRET, "appointment.created", {"id": "APT-2030-1000"})
+    assert await post(hooked, body, headers) == (200, {"ok": True, "found": True})
+    await customer.expect("appointment_update", timeout=10)
+    assert await post(hooked, body, headers) == (200, {"ok": True, "duplicate": True})
+    await asyncio.sleep(1.3)
+    # the same request (its timestamp still inside the 5-minute window): applied again
+    assert await post(hooked, body, headers) == (200, {"ok": True, "found": True})
+    again = await customer.expect("appointment_update", timeout=10)
+    assert again["appointment"]["strong_id"] == "APT-2030-1000"
+
+
 # ---- effects ----
 
 
@@ -140,14 +167,13 @@ async def test_created_reaches_watchers_once_and_completes_the_hold(
     await watcher.expect("availability_update", locked=["10:00"])
     await book(store)
     body, headers = signed_request(SECRET, "appointment.created", {"id": "APT-2030-1000"})
-    started = time.monotonic()
     assert await post(hooked, body, headers) == (200, {"ok": True, "found": True})
-    taken = await watcher.expect("slot_taken", timeout=1)
-    assert time.monotonic() - started < 1.0
+    # by the hook (reconciliation is off here): a generous bound, a busy machine is slow
+    taken = await watcher.expect("slot_taken", timeout=10)
     assert taken["slot"] == f"{DAY} 10:00" and taken["employeeId"] == 3
-    await watcher.expect("availability_update", booked=["10:00"], locked=[])
+    await watcher.expect("availability_update", booked=["10:00"], locked=[], timeout=10)
     assert await sql("SELECT COUNT(*) FROM wp_appointease_slot_locks") == [(0,)]
-    update = await booker.expect("update")
+    update = await booker.expect("update", timeout=10)
     assert [a["strong_id"] for a in update["data"]["appointments"]] == ["APT-2030-1000"]
     changed = await booker.expect("appointment_update")
     assert changed["appointment"]["appointment_date"] == f"{DAY} 10:00:00"
@@ -227,12 +253,11 @@ async def test_a_row_inserted_without_hook_reaches_watchers(
         " VALUES ('Walk-in', 'w@example.com', %s, 3, 'confirmed')",
         f"{DAY} 11:30:00",
     )
-    started = time.monotonic()
-    taken = await watcher.expect("slot_taken", timeout=1.5)  # interval + 1 s
-    assert taken["time"] == "11:30" and time.monotonic() - started < 1.5
-    await watcher.expect("availability_update", booked=["11:30"])
+    taken = await watcher.expect("slot_taken", timeout=10)  # by reconciliation: no hook here
+    assert taken["time"] == "11:30"
+    await watcher.expect("availability_update", booked=["11:30"], timeout=10)
     await sql("UPDATE wp_appointments SET status = 'cancelled'")
-    await watcher.expect("availability_update", booked=[], timeout=1.5)
+    await watcher.expect("availability_update", booked=[], timeout=10)
     assert [f for f in await watcher.quiet(1.2) if f["type"] == "slot_taken"] == []
 
 

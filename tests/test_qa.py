@@ -11,18 +11,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from aiohttp import web
 from aiohttp.test_utils import TestClient
 
 from appointease_realtime.app import create_app
 from appointease_realtime.config import Settings
-from appointease_realtime.qa import (
-    STATIC,
-    QAModeRefused,
-    check_qa_database,
-    page_routes,
-    qa_routes,
-)
+from appointease_realtime.qa import STATIC, QAModeRefused, check_qa_database
 from appointease_realtime.store import Store
 from tests.conftest import need
 
@@ -32,21 +25,12 @@ DAY = "2030-05-06"
 QA_EMAIL = "qa-ann@example.com"
 
 
-def with_qa_routes(app: web.Application) -> web.Application:
-    """The app as app.py wires it; adds the QA routes only if app.py does not (yet)."""
-    paths = {resource.canonical for resource in app.router.resources()}
-    if "/test-websocket.html" not in paths:
-        app.add_routes(page_routes)
-    if "/qa/appointments" not in paths:
-        app.add_routes(qa_routes)
-    return app
-
-
 @pytest.fixture
 async def qa(aiohttp_client: Callable[..., Any], settings: Settings) -> TestClient[Any, Any]:
-    """The daemon in QA mode."""
-    app = with_qa_routes(create_app(replace(settings, qa_mode=True)))
-    started: TestClient[Any, Any] = await aiohttp_client(app)
+    """The daemon in QA mode, exactly as create_app wires it."""
+    started: TestClient[Any, Any] = await aiohttp_client(
+        create_app(replace(settings, qa_mode=True))
+    )
     return started
 
 
@@ -79,10 +63,114 @@ async def test_daemon_serves_the_page_and_qa_routes_only_in_qa_mode(
     assert "Run All Tests" in await page.text()
     script = await plain.get("/assets/realtime-client.js")
     assert script.status == 200 and "AppointEaseRealtime" in await script.text()
-    assert (await plain.post("/qa/appointments", json={"action": "create"})).status == 404
+    for path in ("/qa/appointments", "/qa/identity"):
+        assert (await plain.post(path, json={"action": "create"})).status == 404
     assert (await plain.get("/qa")).status == 404
+    paths = {r.canonical for r in plain.server.app.router.resources()}
+    assert not {"/qa", "/qa/appointments", "/qa/identity"} & paths
     in_qa = await make_client(qa_mode=True)
     assert (await (await in_qa.get("/qa")).json())["qaMode"] is True
+    paths = {r.canonical for r in in_qa.server.app.router.resources()}
+    assert {"/qa", "/qa/appointments", "/qa/identity", "/test-websocket.html"} <= paths
+    # the wired endpoint books for real: a row, not a 404 or 405
+    status, body = await post(
+        in_qa, action="create", date=DAY, time="10:00", employeeId=3, email=QA_EMAIL
+    )
+    assert status == 201 and body["appointment"]["strong_id"].startswith("QA-"), body
+
+
+# ---- who may use the QA endpoint ----
+
+REMOTE = {"X-Forwarded-For": "203.0.113.9"}  # through a trusted proxy: a remote client
+
+
+async def qa_calls(client: TestClient[Any, Any], headers: dict[str, str]) -> list[int]:
+    """The statuses of one identity and one appointment request with ``headers``."""
+    identity = await client.post(
+        "/qa/identity", json={"email": "qa-who@example.com"}, headers=headers
+    )
+    booking = await client.post(
+        "/qa/appointments",
+        json={"action": "cancel", "id": "QA-NOTTHERE"},  # 404 once allowed: changes nothing
+        headers=headers,
+    )
+    return [identity.status, booking.status]
+
+
+async def test_qa_answers_loopback_only_without_a_debug_token(
+    make_client: Callable[..., Any],
+) -> None:
+    client = await make_client(qa_mode=True, trusted_proxies=("127.0.0.0/8",))
+    assert await qa_calls(client, {}) == [200, 404]  # loopback: allowed
+    assert await qa_calls(client, REMOTE) == [403, 403]
+    refused = await client.post("/qa/identity", json={"email": "qa-x@example.com"}, headers=REMOTE)
+    assert (await refused.json())["code"] == "forbidden"
+    forged = {"X-Forwarded-For": "127.0.0.1, 203.0.113.9"}  # a client naming loopback itself
+    assert await qa_calls(client, forged) == [403, 403]
+    # a bearer means nothing while no DEBUG_TOKEN is set
+    assert await qa_calls(client, {**REMOTE, "Authorization": "Bearer "}) == [403, 403]
+
+
+async def test_qa_needs_the_debug_token_once_one_is_set(make_client: Callable[..., Any]) -> None:
+    client = await make_client(
+        qa_mode=True, trusted_proxies=("127.0.0.0/8",), debug_token="qa-debug-token"
+    )
+    bearer = {"Authorization": "Bearer qa-debug-token"}
+    assert await qa_calls(client, {**REMOTE, **bearer}) == [200, 404]  # from anywhere
+    assert await qa_calls(client, bearer) == [200, 404]
+    assert await qa_calls(client, REMOTE) == [403, 403]
+    assert await qa_calls(client, {**REMOTE, "Authorization": "Bearer wrong"}) == [403, 403]
+    assert await qa_calls(client, {"Authorization": "qa-debug-token"}) == [403, 403]
+    assert await qa_calls(client, {}) == [403, 403]  # then loopback alone is not enough
+
+
+# ---- a held slot is booked only for its holder ----
+
+
+async def test_create_refuses_a_slot_held_by_someone_else(
+    qa: TestClient[Any, Any], connect: Connect, sql: SQL
+) -> None:
+    holder, other = await connect(on=qa), await connect(on=qa)
+    slot = {"date": DAY, "time": "10:00", "employeeId": 3}
+    await holder.request("lock_slot", "slot_locked", **slot)
+    for extra in ({}, {"clientId": other.client_id}, {"clientId": holder.client_id + "x"}):
+        status, body = await post(qa, action="create", **slot, email=QA_EMAIL, **extra)
+        assert (status, body["code"]) == (409, "slot_held"), (extra, body)
+    assert await sql("SELECT COUNT(*) FROM wp_appointments") == [(0,)]
+    status, body = await post(qa, action="create", **slot, email=QA_EMAIL, clientId="")
+    assert (status, body.get("field")) == (400, "clientId")
+    status, body = await post(
+        qa, action="create", **slot, email=QA_EMAIL, clientId=holder.client_id
+    )
+    assert status == 201, body  # the holder books its own hold, and the hold is consumed
+    assert await sql("SELECT COUNT(*) FROM wp_appointease_slot_locks") == [(0,)]
+
+
+async def test_move_refuses_a_slot_held_by_someone_else(
+    qa: TestClient[Any, Any], connect: Connect, sql: SQL
+) -> None:
+    strong_id = await create(qa, time="09:00")
+    holder, other = await connect(on=qa), await connect(on=qa)
+    await holder.request("lock_slot", "slot_locked", date=DAY, time="10:00", employeeId=3)
+    for extra in ({}, {"clientId": other.client_id}):
+        status, body = await post(
+            qa, action="move", id=strong_id, newDate=DAY, newTime="10:00", **extra
+        )
+        assert (status, body["code"]) == (409, "slot_held"), (extra, body)
+    rows = await sql("SELECT appointment_date FROM wp_appointments")
+    assert [str(r[0]) for r in rows] == [f"{DAY} 09:00:00"]  # not moved
+
+
+async def test_move_onto_its_own_hold_is_allowed_for_the_holder(
+    qa: TestClient[Any, Any], connect: Connect
+) -> None:
+    strong_id = await create(qa, time="09:00")
+    holder = await connect(on=qa)
+    await holder.request("lock_slot", "slot_locked", date=DAY, time="10:00", employeeId=3)
+    status, body = await post(
+        qa, action="move", id=strong_id, newDate=DAY, newTime="10:00", clientId=holder.client_id
+    )
+    assert status == 200, body
 
 
 async def test_create_books_in_the_table_and_announces_it(
@@ -212,7 +300,7 @@ async def test_identity_without_a_token_secret(
     token: str | None,
 ) -> None:
     app = create_app(replace(settings, qa_mode=True, token_secret="", **overrides))
-    client: TestClient[Any, Any] = await aiohttp_client(with_qa_routes(app))
+    client: TestClient[Any, Any] = await aiohttp_client(app)
     response = await client.post("/qa/identity", json={"email": "qa-x@example.com"})
     body = await response.json()
     assert response.status == status

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import statistics
+import sys
 import time
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -16,7 +19,8 @@ from aiohttp.test_utils import TestClient
 from appointease_realtime.auth import AUDIENCE
 from appointease_realtime.store import Store
 from tests.conftest import TOKEN_SECRET, token_for
-from tests.raw_peer import RawPeer
+from tests.processes import Daemon
+from tests.raw_peer import RawPeer, client_frame
 
 Connect = Callable[..., Any]
 SQL = Callable[..., Awaitable[list[tuple[Any, ...]]]]
@@ -64,6 +68,26 @@ async def test_bad_tokens_close_the_socket(
     for path in (f"/ws/{token}", f"/?token={token}"):
         got_code, got_reason = await closed_with(client, path)
         assert got_code == code and reason in got_reason.lower(), (got_code, got_reason)
+
+
+async def test_clock_skew_of_30_seconds_is_tolerated_and_no_more(
+    client: TestClient[Any, Any],
+) -> None:
+    """WordPress's clock may run ahead of (or behind) the daemon's by up to 30 s."""
+    now = int(time.time())
+    ahead_20 = jwt.encode(claims(iat=now + 20, exp=now + 620), TOKEN_SECRET)
+    expired_20 = jwt.encode(claims(iat=now - 620, exp=now - 20), TOKEN_SECRET)
+    for token in (ahead_20, expired_20):
+        ws = await client.ws_connect(f"/ws/{token}")
+        hello = await ws.receive_json(timeout=5)
+        assert hello["type"] == "connection" and hello["role"] == "customer", hello
+        assert hello["isAnonymous"] is False
+        await ws.close()
+    ahead_60 = jwt.encode(claims(iat=now + 60, exp=now + 660), TOKEN_SECRET)
+    code, reason = await closed_with(client, f"/ws/{ahead_60}")
+    assert code == 4001 and "not yet valid" in reason.lower(), (code, reason)
+    expired_60 = jwt.encode(claims(iat=now - 660, exp=now - 60), TOKEN_SECRET)
+    assert (await closed_with(client, f"/ws/{expired_60}"))[0] == 4002
 
 
 async def test_token_identity_beats_a_spoofed_email(connect: Connect, store: Store) -> None:
@@ -222,6 +246,47 @@ async def test_oversized_frame_closes_with_1009(connect: Connect) -> None:
     assert msg.type == aiohttp.WSMsgType.CLOSE and sock.ws.close_code == 1009
 
 
+@pytest.mark.xfail(
+    strict=True,
+    reason="daemon bug: after its 1009 close the daemon (aiohttp's WebSocketResponse.receive"
+    " -> close(), whose wait for the peer's close fails at once on the errored reader) closes"
+    " the TCP connection with the rest of the frame unread, so the peer's next bytes meet a"
+    " reset; a browser still writing the frame reports 1006 instead of 1009, and its client"
+    " reconnects instead of stopping (tests/browser/test_client_reconnect.py). It needs a"
+    " lingering close: shut down writing, read and drop until the peer's close or a time box.",
+)
+async def test_an_oversized_frame_is_closed_with_1009_and_no_reset(
+    client: TestClient[Any, Any],
+) -> None:
+    """A peer that is still sending its oversized frame when the daemon refuses it must be
+    able to finish writing, read the 1009 and close in order, as a browser does."""
+    port = client.server.port
+    assert port is not None
+    peer = RawPeer(port, receive_buffer=1 << 20)
+    await peer.open()
+    frame = client_frame(json.dumps({"type": "ping", "pad": "x" * 1_000_000}).encode())
+    loop = asyncio.get_running_loop()
+    await loop.sock_sendall(peer.sock, frame[:80_000])  # past 64 KB: refused from here on
+    received = b""
+    async with asyncio.timeout(5):
+        while b"\x88\x02\x03\xf1" not in received:  # the close frame with 1009
+            chunk = await loop.sock_recv(peer.sock, 65536)
+            assert chunk, f"closed without a 1009 close frame: {received[-20:]!r}"
+            received += chunk
+    await asyncio.sleep(0.5)  # the daemon has answered and moved on
+    problems = []
+    try:
+        await loop.sock_sendall(peer.sock, frame[80_000:])  # the browser finishes its frame
+        await loop.sock_sendall(peer.sock, client_frame(b"\x03\xf1", opcode=8))  # and closes
+        async with asyncio.timeout(5):
+            while chunk := await loop.sock_recv(peer.sock, 65536):
+                received += chunk
+    except OSError as exc:
+        problems.append(repr(exc))
+    peer.close()
+    assert problems == [], problems  # an orderly end (FIN), not a reset
+
+
 async def test_connections_per_address_are_capped(make_client: Callable[..., Any]) -> None:
     client = await make_client(max_connections_per_ip=3)
     sockets = [await client.ws_connect("/") for _ in range(3)]
@@ -234,46 +299,141 @@ async def test_connections_per_address_are_capped(make_client: Callable[..., Any
     assert (await again.receive_json())["type"] == "connection"
 
 
-async def ping_round_trips(sock: Any, count: int) -> list[float]:
-    """Round trips of a well-behaved client: ten pings a second, half its allowed rate."""
+# A flood from another process, over its own sockets, as fast as it can, for ``seconds``:
+# reconnecting whenever the daemon cuts a socket off (1008), as an attacker would. It reports,
+# per socket, what it sent and got, and how many frames it sent in each 100 ms of the run.
+FLOODER = r"""
+import asyncio, json, sys, time
+import aiohttp
+
+URL, SECONDS, SOCKETS = sys.argv[1], float(sys.argv[2]), int(sys.argv[3])
+PING = '{"type":"ping"}'
+lives, buckets = [], {}
+
+
+async def flood(session, until):
+    while time.time() < until:
+        try:
+            ws = await session.ws_connect(URL)
+        except aiohttp.ClientError:
+            await asyncio.sleep(0.02)
+            continue
+        life = {"opened": time.time(), "sent": 0, "pongs": 0, "limited": 0, "other": []}
+
+        async def read():
+            async for msg in ws:
+                frame = json.loads(msg.data)
+                if frame["type"] == "pong":
+                    life["pongs"] += 1
+                elif frame.get("code") == "rate_limited":
+                    life["limited"] += 1
+                elif frame["type"] != "connection":
+                    life["other"].append(frame)
+
+        reader = asyncio.create_task(read())
+        try:
+            while time.time() < until and not ws.closed and not reader.done():
+                await ws.send_str(PING)
+                life["sent"] += 1
+                bucket = int(time.time() * 10)
+                buckets[bucket] = buckets.get(bucket, 0) + 1
+                if life["sent"] % 20 == 0:
+                    await asyncio.sleep(0)  # let the reader see the replies (and the close)
+        except (ConnectionError, RuntimeError, aiohttp.ClientError):
+            pass
+        if not ws.closed:
+            await ws.close()
+        await asyncio.wait_for(reader, 10)
+        life.update(closed=time.time(), code=ws.close_code)
+        lives.append(life)
+
+
+async def main():
+    until = time.time() + SECONDS
+    async with aiohttp.ClientSession() as session:
+        print("flooding", flush=True)
+        await asyncio.gather(*(flood(session, until) for _ in range(SOCKETS)))
+    print(json.dumps({"lives": lives, "buckets": buckets}), flush=True)
+
+
+asyncio.run(main())
+"""
+
+
+async def ping_round_trips(ws: aiohttp.ClientWebSocketResponse, count: int) -> list[float]:
+    """Round trips of a well-behaved client: ten pings a second, half its allowed rate.
+    Every ping must get its own pong: never rate_limited, never lost."""
     times = []
     for sequence in range(count):
         await asyncio.sleep(0.1)
         began = time.perf_counter()
-        await sock.send("ping", sequence=sequence)
-        await sock.expect("pong", sequence=sequence)
+        await ws.send_json({"type": "ping", "sequence": sequence})
+        frame = await ws.receive_json(timeout=10)
         times.append(time.perf_counter() - began)
+        assert (frame["type"], frame.get("sequence")) == ("pong", sequence), frame
     return times
 
 
-async def test_a_flood_is_limited_while_others_keep_their_latency(connect: Connect) -> None:
-    calm, flooder = await connect(), await connect()
-    baseline = statistics.median(await ping_round_trips(calm, 15))
-    replies: list[dict[str, Any]] = []
-
-    async def flood() -> None:
-        for i in range(200):  # as fast as the socket takes them, while calm keeps pinging
-            await flooder.send("ping", sequence=i)
-            await asyncio.sleep(0)
-
-    async def collect() -> None:
-        while len(replies) < 200:
-            try:
-                replies.append(await flooder.recv(timeout=3))
-            except (TimeoutError, AssertionError):
-                return
-
-    flooding = asyncio.gather(flood(), collect())
-    during = statistics.median(await ping_round_trips(calm, 15))
-    await flooding
-    limited = [r for r in replies if r["type"] == "error"]
-    assert limited and {r["code"] for r in limited} == {"rate_limited"}
-    assert sum(r["type"] == "pong" for r in replies) <= 40 + 20 * 3  # burst + rate x seconds
+async def test_a_flood_is_limited_while_others_keep_their_latency(tmp_path: Path) -> None:
+    """Another process floods the daemon over three sockets, as fast as it can, for the whole
+    time a calm client measures its pings: the flood is answered rate_limited past the
+    bucket and cut off (1008) when it keeps on, and the calm client's latency holds."""
+    rate, burst = 20, 40
+    daemon = Daemon(
+        tmp_path, RATE_LIMIT_PER_SECOND=str(rate), RATE_LIMIT_BURST=str(burst), LOG_LEVEL="ERROR"
+    )
+    await daemon.start()
+    flooder: asyncio.subprocess.Process | None = None
+    try:
+        async with aiohttp.ClientSession() as session:
+            calm = await session.ws_connect(daemon.ws_url)
+            assert (await calm.receive_json(timeout=5))["type"] == "connection"
+            baseline = statistics.median(await ping_round_trips(calm, 20))
+            flooder = await asyncio.create_subprocess_exec(
+                sys.executable, "-c", FLOODER, daemon.ws_url, "6", "3",
+                stdout=asyncio.subprocess.PIPE,
+            )  # fmt: skip
+            assert flooder.stdout is not None
+            assert await asyncio.wait_for(flooder.stdout.readline(), 30) == b"flooding\n"
+            await asyncio.sleep(0.5)  # the flood is under way
+            window = (time.time(), 0.0)
+            during_all = await ping_round_trips(calm, 30)
+            window = (window[0], time.time())
+            during = statistics.median(during_all)
+            report = json.loads(await asyncio.wait_for(flooder.stdout.read(), 60))
+            assert await flooder.wait() == 0
+            assert not calm.closed
+            await calm.close()
+    finally:
+        if flooder is not None and flooder.returncode is None:
+            flooder.kill()
+            await flooder.wait()
+        await daemon.stop()
+    lives = report["lives"]
+    # limited: each socket got at most its burst plus the rate over its life, the rest refused
+    for life in lives:
+        assert life["other"] == [], life["other"][:3]
+        allowed = burst + rate * (life["closed"] - life["opened"]) + 1
+        assert life["pongs"] <= allowed, life
+    assert sum(life["limited"] for life in lives) > 0
+    assert any(life["code"] == 1008 for life in lives)  # kept flooding: cut off
+    # the flood was in flight during the whole window, never 300 ms without a frame,
+    # far past the limit
+    buckets = {int(k): n for k, n in report["buckets"].items()}
+    inside = range(int(window[0] * 10), int(window[1] * 10))
+    gaps = [b for b in inside if not any(buckets.get(b + i, 0) for i in range(3))]
+    assert gaps == [], "the flood paused (300 ms without a frame) during the window"
+    flood_rate = sum(buckets.get(b, 0) for b in inside) / (window[1] - window[0])
+    assert flood_rate > 20 * rate, f"only {flood_rate:.0f} frames/s: no flood"
+    answered = sum(life["pongs"] + life["limited"] for life in lives)
+    assert answered > 20 * rate * (window[1] - window[0])  # the daemon did read the flood
     ratio = during / baseline
     print(
-        f"calm ping {baseline * 1e3:.2f} ms alone, {during * 1e3:.2f} ms in a flood: {ratio:.1f}x"
+        f"flood {flood_rate:.0f} frames/s sent, {answered} answered, {len(lives)} socket lives;"
+        f" calm ping {baseline * 1e3:.2f} ms alone, {during * 1e3:.2f} ms in the flood"
+        f" (max {max(during_all) * 1e3:.1f} ms): {ratio:.1f}x"
     )
-    assert ratio < 10
+    assert during < max(10 * baseline, 0.05), f"{ratio:.1f}x slower in the flood"
 
 
 async def test_sustained_flooding_closes_with_1008(connect: Connect) -> None:
@@ -290,10 +450,14 @@ async def test_sustained_flooding_closes_with_1008(connect: Connect) -> None:
 async def test_a_peer_that_stops_reading_is_cut_off_and_its_holds_enter_the_grace(
     make_client: Callable[..., Any], store: Store, caplog: pytest.LogCaptureFixture
 ) -> None:
-    """A real peer that stops reading: the daemon closes it as a slow consumer (1013) and
-    aborts it at once, it leaves /debug, and its hold survives the grace period, then goes."""
+    """A real peer that stops reading: the daemon closes it as a slow consumer (1013), and
+    when the peer does not complete the close it aborts the connection within the time box
+    (CLOSE_TIMEOUT_SECONDS); the client leaves /debug at once, and its hold survives the
+    grace period, then goes."""
+    from appointease_realtime.transport import CLOSE_TIMEOUT_SECONDS
+
     client = await make_client(
-        rate_limit_per_second=10000, rate_limit_burst=100000, lock_release_grace_seconds=2
+        rate_limit_per_second=10000, rate_limit_burst=100000, lock_release_grace_seconds=5
     )
     port = client.server.port
     assert port is not None
@@ -302,17 +466,37 @@ async def test_a_peer_that_stops_reading_is_cut_off_and_its_holds_enter_the_grac
     await peer.send("lock_slot", date=DAY, time="10:00", employeeId=1)
     await asyncio.sleep(0.3)
     assert [lock.client_id for lock in await store.live_locks()]
+    reset = False
     for i in range(400000):  # every pong piles up: the peer never reads
-        await peer.send("ping", sequence=i)
+        try:
+            await peer.send("ping", sequence=i)
+        except OSError:  # the daemon aborted the connection: our writes meet a reset
+            reset = True
+            break
         if i % 1000 == 0 and "slow consumer" in caplog.text:
             break
     assert "closing a slow consumer" in caplog.text
+    cut_at = next(r.created for r in caplog.records if "slow consumer" in r.getMessage())
     for _ in range(50):
         if (await (await client.get("/debug")).json())["connectedClients"] == 0:
             break
         await asyncio.sleep(0.1)
     assert (await (await client.get("/debug")).json())["connectedClients"] == 0
     assert len(await store.live_locks()) == 1  # kept for the grace period
-    await asyncio.sleep(2.5)
+    # the transport is aborted within the time box: the peer's writes then fail
+    while not reset and time.time() - cut_at < CLOSE_TIMEOUT_SECONDS + 3:
+        try:
+            await asyncio.wait_for(peer.send("ping"), 1)
+        except OSError:
+            reset = True
+        except TimeoutError:  # our send buffer is full: the daemon stopped reading
+            await asyncio.sleep(0.05)
+    assert reset, f"still connected {time.time() - cut_at:.1f}s after the slow-consumer close"
+    assert time.time() - cut_at < CLOSE_TIMEOUT_SECONDS + 3
+    assert len(await store.live_locks()) == 1  # still within the grace period
+    for _ in range(100):
+        if not await store.live_locks():
+            break
+        await asyncio.sleep(0.1)
     assert await store.live_locks() == []  # released after it
     peer.close()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from typing import Any
 
@@ -116,3 +117,61 @@ async def test_plain_get_on_the_socket_path_describes_the_service(
 ) -> None:
     body = await (await client.get("/")).json()
     assert body["service"] == "appointease-realtime"
+
+
+async def test_availability_answers_503_while_the_database_is_down(
+    aiohttp_client: Callable[..., Any], mysql_database: str
+) -> None:
+    """The polling endpoint says ``unavailable`` (503, the error envelope) while MariaDB does
+    not answer, within DB_TIMEOUT_SECONDS, and serves again once it does."""
+    from appointease_realtime.app import create_app
+    from tests.conftest import MYSQL, _create_schema, base_settings
+    from tests.stall_proxy import StallProxy
+
+    proxy = await StallProxy(str(MYSQL["host"]), 3306).start()
+    try:
+        settings = base_settings(
+            db_host="127.0.0.1",
+            db_port=proxy.port,
+            db_name=mysql_database,
+            db_timeout_seconds=0.5,
+        )
+        await _create_schema(settings)
+        client = await aiohttp_client(create_app(settings))
+        query = {"date": DAY, "employeeId": "2"}
+        assert (await client.get("/api/availability", params=query)).status == 200
+        proxy.pause()  # the database stops answering (nothing is closed: a hung server)
+        began = asyncio.get_running_loop().time()
+        down = await client.get("/api/availability", params=query)
+        took = asyncio.get_running_loop().time() - began
+        assert down.status == 503
+        assert await down.json() == {
+            "error": "The booking database is unavailable; try again",
+            "code": "unavailable",
+        }
+        assert took < 5, f"answered after {took:.1f}s with DB_TIMEOUT_SECONDS=0.5"
+        proxy.resume()
+        for _ in range(50):
+            back = await client.get("/api/availability", params=query)
+            if back.status == 200:
+                break
+            await asyncio.sleep(0.1)
+        assert back.status == 200 and (await back.json())["type"] == "availability_update"
+    finally:
+        await proxy.close()
+
+
+async def test_availability_answers_503_without_a_database(
+    aiohttp_client: Callable[..., Any],
+) -> None:
+    from appointease_realtime.app import create_app
+    from tests.conftest import base_settings
+    from tests.processes import free_port
+
+    client = await aiohttp_client(
+        create_app(base_settings(db_host="127.0.0.1", db_port=free_port(), db_name="x"))
+    )
+    down = await client.get("/api/availability", params={"date": DAY, "employeeId": "2"})
+    assert down.status == 503 and (await down.json())["code"] == "unavailable"
+    bad = await client.get("/api/availability", params={"date": DAY})  # validation first
+    assert bad.status == 400 and (await bad.json())["field"] == "employeeId"

@@ -138,6 +138,7 @@ MOVE_SCHEMA: Schema = {
     "newDate": Field(p.parse_date),
     "newTime": Field(p.parse_time),
     "newEmployeeId": Field(p.parse_employee_id, required=False),
+    "clientId": Field(_client_id, required=False),
 }
 CANCEL_SCHEMA: Schema = {"id": Field(_ref)}
 
@@ -194,7 +195,7 @@ async def _move(request: web.Request, fields: dict[str, Any]) -> web.Response:
         raise Refusal(409, "cancelled", "A cancelled appointment cannot be moved", "id")
     employee_id = int(fields.get("newEmployeeId", appointment["employee_id"]))
     date, time = fields["newDate"], fields["newTime"]
-    await _refuse_taken(node.store, date, time, employee_id)
+    await _refuse_taken(node.store, date, time, employee_id, fields.get("clientId"))
     previous = {
         "appointment_date": appointment["appointment_date"],
         "employee_id": appointment["employee_id"],
@@ -249,9 +250,16 @@ ACTIONS = {
 
 @qa_routes.get("/qa")
 async def qa_status(request: web.Request) -> web.Response:
-    """Tells the page QA mode is on (the route exists only then)."""
+    """Tells the page QA mode is on (the route exists only then), and the timings it checks."""
     node = request.app[NODE]
-    return web.json_response({"qaMode": True, "store": node.store.kind, "prefix": QA_PREFIX})
+    return web.json_response(
+        {
+            "qaMode": True,
+            "store": node.store.kind,
+            "prefix": QA_PREFIX,
+            "lockReleaseGraceSeconds": node.settings.lock_release_grace_seconds,
+        }
+    )
 
 
 async def _qa_body(request: web.Request) -> dict[str, Any]:
@@ -314,7 +322,7 @@ async def qa_appointments(request: web.Request) -> web.Response:
     """Create, move or cancel a QA appointment in the database, then announce it as a hook would.
 
     Body: ``{"action": "create", date, time, employeeId, email: "qa-...@example.com", name?}``,
-    ``{"action": "move", id, newDate, newTime, newEmployeeId?}`` or
+    ``{"action": "move", id, newDate, newTime, newEmployeeId?, clientId?}`` or
     ``{"action": "cancel", id}``; ``id`` is the numeric id or the ``QA-...`` strong id.
     A slot that is booked or held by anyone is refused (409).
     """

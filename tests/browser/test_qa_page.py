@@ -6,17 +6,25 @@ import json
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from tests.processes import Daemon
 
 RUN_TIMEOUT_MS = 240_000
 
 
-async def open_page(browser: Any, daemon: Daemon) -> tuple[Any, list[str]]:
-    """The page as the daemon serves it, connected; and the list its uncaught JS errors go to."""
+async def open_page(
+    browser: Any, daemon: Daemon, grace: str | None = None
+) -> tuple[Any, list[str]]:
+    """The page as the daemon serves it, connected; and the list its uncaught JS errors go to.
+
+    The page is told the daemon's LOCK_RELEASE_GRACE_SECONDS (``?grace=``; ``grace``
+    overrides it) so its resume and expiry tests check the release against the setting."""
     page = await browser.new_page(viewport={"width": 1280, "height": 900})
     errors: list[str] = []
     page.on("pageerror", lambda exc: errors.append(str(exc)))
-    await page.goto(f"{daemon.url}/test-websocket.html")
+    grace = grace or daemon.env["LOCK_RELEASE_GRACE_SECONDS"]
+    await page.goto(f"{daemon.url}/test-websocket.html?grace={grace}")
     await page.wait_for_function(
         "() => window.qaPage && window.qaPage.state.main.mode === 'websocket'", timeout=15_000
     )
@@ -74,6 +82,49 @@ async def test_run_all_tests_pass(browser: Any, daemon: Daemon, tmp_path: Path) 
     assert all(t["ms"] is not None for t in results["tests"])
     assert await page.locator("tr.passed").count() == len(names)
     assert await page.locator(".card.passed .v").inner_text() == str(len(names))
+    details = {t["name"]: t["details"] or "" for t in results["tests"]}
+    for name in ("resume", "expiry"):  # checked against the daemon's setting, not only observed
+        assert "setting 1" in details[name] and "not known" not in details[name], details[name]
+    assert errors == [], errors
+
+
+async def run_one(page: Any, name: str) -> dict[str, Any]:
+    """``window.runTest(name)`` and that test's result."""
+    results = await page.evaluate("(name) => window.runTest(name)", name)
+    test: dict[str, Any] = next(t for t in results["tests"] if t["name"] == name)
+    return test
+
+
+@pytest.mark.parametrize("backend", ["sqlite"])
+async def test_the_page_fails_a_daemon_that_does_not_rate_limit(
+    browser: Any, daemon_env: dict[str, str], tmp_path: Path
+) -> None:
+    """'message flood' passes only when the daemon refuses some of 200 pings at once."""
+    lax = Daemon(
+        tmp_path, **{**daemon_env, "RATE_LIMIT_BURST": "100000", "RATE_LIMIT_PER_SECOND": "10000"}
+    )
+    await lax.start()
+    try:
+        page, errors = await open_page(browser, lax)
+        test = await run_one(page, "message flood")
+        assert test["status"] == "failed", test
+        assert "rate limited" in test["message"], test
+        assert errors == [], errors
+    finally:
+        await lax.stop()
+
+
+@pytest.mark.parametrize("backend", ["sqlite"])
+async def test_the_page_fails_a_release_before_the_grace_period(
+    browser: Any, daemon: Daemon
+) -> None:
+    """Told a grace of 4 s, the page fails a daemon that releases after 1 s ('expiry' and
+    'resume' measure when the leaver's hold goes)."""
+    page, errors = await open_page(browser, daemon, grace="4")
+    for name in ("expiry", "resume"):
+        test = await run_one(page, name)
+        assert test["status"] == "failed", test
+        assert "grace period" in test["message"], test
     assert errors == [], errors
 
 

@@ -261,9 +261,7 @@ final class OutboxTest extends TestCase {
 	}
 
 	public function test_concurrent_appends_lose_nothing(): void {
-		if ( ! function_exists( 'pcntl_fork' ) ) {
-			$this->markTestSkipped( 'pcntl is not available' );
-		}
+		aert_require_extensions( $this, 'pcntl', 'posix' );
 		global $wpdb;
 		$children = array();
 		for ( $worker = 0; $worker < 6; $worker++ ) {

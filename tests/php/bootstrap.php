@@ -314,6 +314,38 @@ function aert_require_db( \PHPUnit\Framework\TestCase $test ): void {
 }
 
 /**
+ * Skips the calling test when a PHP extension it needs is missing, except with CI=true,
+ * where the test fails instead: CI must install what its tests need.
+ *
+ * On Debian 12 there is nothing to install for pcntl: it is compiled into php8.2-cli itself
+ * (there is no php8.2-pcntl package), and posix comes with php8.2-common. It is missing only
+ * under another SAPI (php-cgi, php-fpm, a web server module), in a PHP built without it (the
+ * official Docker images need docker-php-ext-install pcntl), or when php.ini lists its
+ * functions in disable_functions.
+ *
+ * @param string ...$extensions Extension names, as extension_loaded() knows them.
+ */
+function aert_require_extensions( \PHPUnit\Framework\TestCase $test, string ...$extensions ): void {
+	$missing = array_values( array_filter( $extensions, static fn( $e ) => ! extension_loaded( $e ) ) );
+	$disabled = array_filter( array_map( 'trim', explode( ',', (string) ini_get( 'disable_functions' ) ) ) );
+	foreach ( $disabled as $function ) {
+		foreach ( $extensions as $extension ) {
+			if ( 0 === strpos( $function, $extension . '_' ) ) {
+				$missing[] = "$extension ($function in disable_functions)";
+			}
+		}
+	}
+	if ( ! $missing ) {
+		return;
+	}
+	$message = 'PHP extension(s) missing: ' . implode( ', ', array_unique( $missing ) ) . ' (SAPI ' . PHP_SAPI . ', ' . PHP_BINARY . ')';
+	if ( 'true' === strtolower( (string) getenv( 'CI' ) ) ) {
+		$test->fail( $message . '; required when CI=true' );
+	}
+	$test->markTestSkipped( $message );
+}
+
+/**
  * Lines written with error_log() since the last call.
  *
  * @return string[]

@@ -39,7 +39,7 @@ PAGE_HELPERS = """
   rt.open = () => new Promise((resolve, reject) => {
     const ws = new WebSocket(api.wsUrl);
     rt.ws = ws;
-    const timer = setTimeout(() => reject(new Error('no connection frame in 5 s')), 5000);
+    const timer = setTimeout(() => reject(new Error('no connection frame in 10 s')), 10000);
     ws.onmessage = (event) => {
       const frame = JSON.parse(event.data);
       rt.frames.push(frame);
@@ -53,7 +53,7 @@ PAGE_HELPERS = """
   });
   rt.send = (frame) => rt.ws.send(JSON.stringify(frame));
   rt.waitFor = async (type, match, timeout) => {
-    const deadline = Date.now() + (timeout || 5000);
+    const deadline = Date.now() + (timeout || 10000);
     while (Date.now() < deadline) {
       const found = rt.frames.find((f) => f.type === type
         && Object.entries(match || {}).every(([k, v]) => f[k] === v));
@@ -103,7 +103,7 @@ class Visitor:
     async def send(self, frame: dict[str, Any]) -> None:
         await self.page.evaluate("(frame) => window.rt.send(frame)", frame)
 
-    async def expect(self, type_: str, timeout: float = 5.0, **match: Any) -> dict[str, Any]:
+    async def expect(self, type_: str, timeout: float = 10.0, **match: Any) -> dict[str, Any]:
         """The first frame of ``type_`` (with ``match``) the page received, waiting for it."""
         frame = await self.page.evaluate(
             "([t, m, ms]) => window.rt.waitFor(t, m, ms)", [type_, match, int(timeout * 1000)]
@@ -223,7 +223,7 @@ async def world(
         assert site.php_problems() == []
 
 
-async def _eventually(probe: Callable[[], Any], timeout: float = 5.0) -> Any:
+async def _eventually(probe: Callable[[], Any], timeout: float = 10.0) -> Any:
     deadline = time.monotonic() + timeout
     while True:
         value = await probe()
