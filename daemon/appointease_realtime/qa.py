@@ -258,6 +258,8 @@ async def qa_status(request: web.Request) -> web.Response:
             "store": node.store.kind,
             "prefix": QA_PREFIX,
             "lockReleaseGraceSeconds": node.settings.lock_release_grace_seconds,
+            "lockTtlSeconds": node.settings.lock_ttl_seconds,
+            "holdWarningSeconds": node.settings.hold_warning_seconds,
         }
     )
 
