@@ -169,9 +169,7 @@ async def test_page_reconnects_after_the_daemon_is_killed_and_restarted(
     assert errors == [], errors
 
 
-async def test_hold_timing_tests(
-    browser: Any, daemon_env: dict[str, str], tmp_path: Path
-) -> None:
+async def test_hold_timing_tests(browser: Any, daemon_env: dict[str, str], tmp_path: Path) -> None:
     """The page's countdown tests against a daemon whose holds last 6 s (warned 3 s before)."""
     daemon = Daemon(
         tmp_path, **{**daemon_env, "LOCK_TTL_SECONDS": "6", "HOLD_WARNING_SECONDS": "3"}
