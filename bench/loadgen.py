@@ -3,7 +3,10 @@
 The orchestrator (bench/run.py) starts several of these and sends each the same commands:
 
 - ``connect``: open ``n`` more connections to ``port``/``path`` and wait for each one's first
-  frame (``wait_seconds`` each); answers how many this process holds and what failed;
+  frame (``wait_seconds`` each); answers how many this process holds and what failed; with
+  ``address_base``, every connection says it comes from an address of its own
+  (``X-Forwarded-For: 10.x.y.z``, numbered from ``address_base``; the daemons trust the
+  loopback proxy), as visitors behind the reverse proxy do;
 - ``ping``: every connection sends ``ping`` and waits for its ``pong``, in a loop, for
   ``seconds``; answers the number of pongs, the window and this process's CPU time;
 - ``lock``: closed loop: every connection locks then unlocks its own slots, the next request
@@ -55,6 +58,11 @@ def slot_of(date: str, employee: int, k: int) -> dict[str, Any]:
     return {"date": date, "time": f"{k // 60 % 24:02d}:{k % 60:02d}", "employeeId": employee}
 
 
+def address_of(n: int) -> str:
+    """The ``n``-th client address of the run: 10.0.0.0 + ``n``."""
+    return f"10.{n >> 16 & 255}.{n >> 8 & 255}.{n & 255}"
+
+
 def availability_shows(time_: str, held: bool) -> Predicate:
     """An ``availability_update`` where ``time_`` is held (or no longer held)."""
 
@@ -83,6 +91,7 @@ class Worker:
         self.predicate: Predicate | None = None
         self.pending = 0
         self.all_matched: asyncio.Future[None] | None = None
+        self.opened = 0  # connections opened so far (numbers the forwarded addresses)
 
     # ---- frames ----
 
@@ -124,6 +133,7 @@ class Worker:
         path: str = "/",
         wait_seconds: float = 30,
         give_up_after: int = 0,
+        address_base: int | None = None,
     ) -> dict[str, Any]:
         """Open ``n`` more connections; with ``give_up_after``, stop trying after that many
         failures (the rest are not attempted)."""
@@ -134,8 +144,12 @@ class Worker:
             async with gate:
                 if give_up_after and len(failures) >= give_up_after:
                     return
+                forwarded = None
+                if address_base is not None:
+                    forwarded = address_of(address_base + self.opened)
+                    self.opened += 1
                 try:
-                    opening = open_client(HOST, port, path, self.on_text)
+                    opening = open_client(HOST, port, path, self.on_text, forwarded)
                     client = await asyncio.wait_for(opening, wait_seconds)
                 except (OSError, TimeoutError) as exc:
                     failures.append(f"connect: {exc!r}")

@@ -4,18 +4,31 @@
 daemon reads from the same environment, so the same pool size and driver) and runs the same
 closed loop as the benchmark's clients: ``clients`` tasks, each with its own client id and
 employee, each calling ``Store.acquire_lock`` then ``Store.release_lock`` (the statements a
-``lock_slot`` and an ``unlock_slot`` run in the daemon) as fast as they complete. What the
+``lock_slot`` and an ``unlock_slot`` run in the daemon) as fast as they complete. Where the
+daemon tags client ids with an owner (``auth.owner_tag``: its holds count against a
+per-address limit in the database), each task is a client of its own address, as the
+benchmark's clients are, and passes that owner and limit as ``Locks.lock`` does. What the
 daemon adds on top (frames, parsing, validation, limits, metrics, the event loop it shares
 with its sockets) is the gap between its lock rate and this one.
+
+``python -m bench.lock_driver --clients 100 --seconds 5 ...`` runs it in a process of its own
+and prints the result as JSON: bench/run.py starts it with the daemon's environment (and its
+``PYTHONPATH`` when it measures another tree's daemon), so the floor is always that daemon's
+own store.
 """
 
 from __future__ import annotations
 
+import argparse
 import asyncio
+import json
+import os
+import sys
 import time
 from typing import Any
 
-from appointease_realtime.config import Settings
+from appointease_realtime import auth
+from appointease_realtime.config import Settings, load_settings
 from appointease_realtime.protocol import Slot
 from appointease_realtime.store import open_store
 
@@ -32,14 +45,21 @@ async def saturate(
 ) -> dict[str, Any]:
     """Locks a second (each followed by its unlock) of ``clients`` closed-loop tasks."""
     store = await open_store(settings, create_embedded=False)
+    owners = hasattr(auth, "owner_tag")  # this daemon counts holds per owner too
     locks: list[float] = []
     refused = 0
     start = time.monotonic() + warmup
     end = start + seconds
+    cpu0 = time.process_time()
 
     async def client_loop(n: int) -> None:
         nonlocal refused
-        client_id = f"bench-driver-{n}"
+        owner = f"a{n:08d}" if owners else None
+        client_id = f"bench-driver-{n}" + (f"~{owner}" if owner else "")
+        extra: dict[str, Any] = {}
+        if owner is not None:
+            extra = {"owner": owner, "owner_limit": settings.holds_per_address}
+            extra["max_hold_seconds"] = settings.hold_max_seconds
         i = 0
         while time.monotonic() < end:
             fields = slot_of(date, employee_base + n, i % 1440)
@@ -47,7 +67,7 @@ async def saturate(
             i += 1
             sent = time.monotonic()
             outcome = await store.acquire_lock(
-                slot, client_id, settings.lock_ttl_seconds, settings.hold_limit
+                slot, client_id, settings.lock_ttl_seconds, settings.hold_limit, **extra
             )
             answered = time.monotonic()
             if not outcome.acquired:
@@ -56,8 +76,37 @@ async def saturate(
                 locks.append(answered - sent)
             await store.release_lock(slot, client_id)
 
+    began = time.monotonic()
     try:
         await asyncio.gather(*(client_loop(n) for n in range(clients)))
     finally:
         await store.close()
-    return {"lock": locks, "refused": refused, "seconds": seconds}
+    return {
+        "lock": locks,
+        "refused": refused,
+        "seconds": seconds,
+        "owners": owners,
+        "cpu_share": round((time.process_time() - cpu0) / (time.monotonic() - began), 3),
+        "db_pool_size": settings.db_pool_size,
+        "module": auth.__file__,
+    }
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--clients", type=int, default=100)
+    parser.add_argument("--seconds", type=float, default=5.0)
+    parser.add_argument("--warmup", type=float, default=1.0)
+    parser.add_argument("--date", default="2031-03-05")
+    parser.add_argument("--employee-base", type=int, default=20000)
+    args = parser.parse_args()
+    settings = load_settings(os.devnull, environ=os.environ)
+    result = asyncio.run(
+        saturate(settings, args.clients, args.seconds, args.warmup, args.date, args.employee_base)
+    )
+    json.dump(result, sys.stdout)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

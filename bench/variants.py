@@ -1,45 +1,33 @@
 """The daemon with experimental patches, to measure an optimisation before changing the code.
 
-    .venv/bin/python -m bench.run --variant direct,orjson --only ping,fanout
+    .venv/bin/python -m bench.run --variant json --only ping,fanout
 
-runs every daemon of the benchmark as ``python -m bench.variants direct,orjson <the usual
+runs every daemon of the benchmark as ``python -m bench.variants json <the usual
 console arguments>``: the patches below are applied, then the daemon's own ``main`` runs.
-orjson and uvloop are not dependencies of the project: install them where the daemon's
-Python finds them (``.venv/bin/pip install orjson uvloop``, or ``pip install --target DIR``
-and ``PYTHONPATH=DIR``).
+uvloop is not a dependency of the project: install it where the daemon's Python finds it
+(``.venv/bin/pip install uvloop``). Only the one process started is patched: the workers of
+``serve --workers N`` start fresh interpreters and run unpatched.
 
-- ``orjson``: ``protocol.encode`` and ``protocol.parse_frame`` use orjson instead of json.
+- ``json``: the standard library's json even where orjson is installed (the daemon uses
+  orjson when it finds it: the optional extra ``fast``), to measure what orjson brings.
 - ``uvloop``: the event loop is uvloop's.
-- ``direct``: ``Outbound.put`` writes the frame to the socket at once when nothing is queued
-  before it and the transport's buffer is small, instead of waking the writer task (one
-  task step and one ``call_soon`` per frame per client); the queue is kept for backpressure.
-  Uses aiohttp's private ``WebSocketWriter._write_websocket_frame``: a measurement, not a fix.
+- ``nogc``: no cyclic garbage collection at all (what collections cost, at most).
 """
 
 from __future__ import annotations
 
 import asyncio
 import sys
-from typing import Any
-
-DIRECT_BUFFER_LIMIT = 64 * 1024
 
 
-def patch_orjson() -> None:
-    import orjson
-
+def patch_json() -> None:
     from appointease_realtime import protocol
 
-    class Json:
-        @staticmethod
-        def dumps(obj: Any, **_: Any) -> str:
-            return orjson.dumps(obj).decode()
+    def encode_bytes(frame: object) -> bytes:
+        return protocol._json_encode(frame).encode()
 
-        @staticmethod
-        def loads(text: str | bytes) -> Any:
-            return orjson.loads(text)
-
-    protocol.json = Json  # type: ignore[assignment]
+    protocol._encode_bytes = encode_bytes  # type: ignore[assignment]
+    protocol._decode = protocol._json_decode
 
 
 def patch_uvloop() -> None:
@@ -48,34 +36,13 @@ def patch_uvloop() -> None:
     asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
 
 
-def patch_direct() -> None:
-    from aiohttp import WSMsgType
+def patch_nogc() -> None:
+    import gc
 
-    from appointease_realtime.connection import Outbound
-
-    queued = Outbound.put
-
-    def put(self: Outbound, text: str) -> None:
-        writer = self.ws._writer
-        if (
-            not self.overflowed
-            and not self.ws.closed
-            and self.queue.empty()
-            and writer is not None
-            and not writer.compress
-            and writer.transport.get_write_buffer_size() < DIRECT_BUFFER_LIMIT
-        ):
-            try:
-                writer._write_websocket_frame(text.encode(), WSMsgType.TEXT, 0)
-            except (ConnectionError, RuntimeError):
-                pass
-            return
-        queued(self, text)
-
-    Outbound.put = put  # type: ignore[method-assign]
+    gc.disable()
 
 
-PATCHES = {"orjson": patch_orjson, "uvloop": patch_uvloop, "direct": patch_direct}
+PATCHES = {"json": patch_json, "uvloop": patch_uvloop, "nogc": patch_nogc}
 
 
 def main() -> int:

@@ -42,8 +42,11 @@ def client_frame(payload: bytes, opcode: int = OP_TEXT) -> bytes:
     return header + _ZERO_MASK + payload
 
 
-def upgrade_request(host: str, port: int, path: str) -> bytes:
-    """The HTTP/1.1 upgrade request."""
+def upgrade_request(host: str, port: int, path: str, forwarded_for: str | None = None) -> bytes:
+    """The HTTP/1.1 upgrade request; ``forwarded_for`` adds an ``X-Forwarded-For`` line, as
+    the reverse proxy in front of the daemon does (the benchmark gives every connection an
+    address of its own, as real visitors have)."""
+    forwarded = f"X-Forwarded-For: {forwarded_for}\r\n" if forwarded_for else ""
     return (
         f"GET {path} HTTP/1.1\r\n"
         f"Host: {host}:{port}\r\n"
@@ -51,6 +54,7 @@ def upgrade_request(host: str, port: int, path: str) -> bytes:
         "Connection: Upgrade\r\n"
         "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
         "Sec-WebSocket-Version: 13\r\n"
+        f"{forwarded}"
         "\r\n"
     ).encode()
 
@@ -163,11 +167,15 @@ def _retrieve(future: asyncio.Future[Any]) -> None:
 
 
 async def open_client(
-    host: str, port: int, path: str, on_text: Callable[[WSClient, bytes], None]
+    host: str,
+    port: int,
+    path: str,
+    on_text: Callable[[WSClient, bytes], None],
+    forwarded_for: str | None = None,
 ) -> WSClient:
     """Connect and upgrade one client."""
     loop = asyncio.get_running_loop()
-    request = upgrade_request(host, port, path)
+    request = upgrade_request(host, port, path, forwarded_for)
     transport, client = await loop.create_connection(lambda: WSClient(request, on_text), host, port)
     try:
         await client.opened

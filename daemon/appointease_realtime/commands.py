@@ -6,15 +6,16 @@ socket stays open, and nothing answers success when its write failed.
 
 from __future__ import annotations
 
+import inspect
 import logging
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from . import protocol as p
 from .auth import ADMIN
 from .connection import Connection
-from .limits import ABUSIVE, LIMITED
+from .limits import ABUSIVE, LIMITED, OK
 from .node import Node
 from .protocol import Field, ProtocolError, Schema, room_of, slot_of
 from .rooms import availability_frame
@@ -25,7 +26,7 @@ log = logging.getLogger(__name__)
 CLOSE_POLICY_VIOLATION = 1008
 
 
-@dataclass
+@dataclass(slots=True)
 class Request:
     """One validated client message, and the way to answer it."""
 
@@ -44,15 +45,22 @@ class Request:
         self.conn.send(frame)
 
 
-Handler = Callable[[Node, Request], Awaitable[None]]
+Handler = Callable[[Node, Request], Awaitable[None] | None]
 
 
 @dataclass(frozen=True)
 class Command:
-    """A message type's schema and handler."""
+    """A message type's schema and handler. A handler that never waits may be a plain
+    function: it then runs inside :func:`handle`, with no coroutine for the message."""
 
     schema: Schema
     handler: Handler
+    waits: bool = field(init=False)
+    fields: p.CompiledSchema = field(init=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "waits", inspect.iscoroutinefunction(self.handler))
+        object.__setattr__(self, "fields", p.compile_schema(self.schema))
 
 
 COMMANDS: dict[str, Command] = {}
@@ -74,31 +82,63 @@ async def dispatch(node: Node, conn: Connection, raw: str | bytes) -> None:
 
     Every frame counts against the rate limit, binary ones too (they are then refused).
     """
+    pending = handle(node, conn, raw)
+    if pending is not None:
+        await pending
+
+
+def handle(node: Node, conn: Connection, raw: str | bytes) -> Awaitable[None] | None:
+    """:func:`dispatch` without a coroutine where none is needed: a frame refused, or taken
+    by a handler that never waits (a ``ping``), is done when this returns None; otherwise the
+    returned awaitable finishes it. The socket loop calls this for every frame."""
     request_id = None
-    verdict = conn.limiter.check() if conn.limiter is not None else None
+    limiter = conn.limiter
+    verdict = limiter.check() if limiter is not None else OK
     if verdict == ABUSIVE:
-        log.warning("closing %s: kept flooding past the rate limit", conn.client_id)
-        await conn.close(CLOSE_POLICY_VIOLATION, "rate limit exceeded")
-        return
+        return _close_abusive(conn)
     try:
-        if isinstance(raw, bytes):
+        if not isinstance(raw, str):
             if verdict == LIMITED:
                 raise ProtocolError(p.RATE_LIMITED, "Too many messages; slow down")
             raise ProtocolError(p.INVALID_JSON, "Binary frames are not accepted; send JSON")
         frame = p.parse_frame(raw)
-        request_id = p.request_id(frame)
+        if "requestId" in frame:
+            request_id = p.request_id(frame)
+        type_ = frame["type"]
+        cmd = COMMANDS.get(type_)
         if node is not None:  # None only in pure protocol tests
-            known = frame["type"] if frame["type"] in COMMANDS else "unknown"
-            node.metrics.received(known)
+            node.metrics.received(type_ if cmd is not None else "unknown")
         if verdict == LIMITED:
             raise ProtocolError(p.RATE_LIMITED, "Too many messages; slow down")
-        cmd = COMMANDS.get(frame["type"])
         if cmd is None:
-            raise ProtocolError(p.UNKNOWN_TYPE, f"Unknown message type: {frame['type'][:64]}")
-        await cmd.handler(node, Request(conn, p.validate(frame, cmd.schema), request_id))
-    except ProtocolError as exc:
-        Request(conn, {}, request_id).send(p.error_frame(exc))
-    except StoreUnavailable as exc:
+            raise ProtocolError(p.UNKNOWN_TYPE, f"Unknown message type: {type_[:64]}")
+        req = Request(conn, p.validate_compiled(frame, cmd.fields), request_id)
+        if cmd.waits:
+            return _finish(cmd.handler(node, req), conn, request_id)  # type: ignore[arg-type]
+        cmd.handler(node, req)
+    except Exception as exc:
+        _refuse(conn, request_id, exc)
+    return None
+
+
+async def _finish(pending: Awaitable[None], conn: Connection, request_id: str | int | None) -> None:
+    """Run a waiting handler; its failure becomes an ``error`` frame."""
+    try:
+        await pending
+    except Exception as exc:
+        _refuse(conn, request_id, exc)
+
+
+async def _close_abusive(conn: Connection) -> None:
+    log.warning("closing %s: kept flooding past the rate limit", conn.client_id)
+    await conn.close(CLOSE_POLICY_VIOLATION, "rate limit exceeded")
+
+
+def _refuse(conn: Connection, request_id: str | int | None, exc: Exception) -> None:
+    """Answer a failed frame with the ``error`` frame its failure maps to."""
+    if isinstance(exc, ProtocolError):
+        error = exc
+    elif isinstance(exc, StoreUnavailable):
         log.warning("database unavailable: %s", exc)
         message = "The booking database is unavailable; try again"
         if isinstance(exc, StoreTimeout) and exc.outcome_unknown:
@@ -107,11 +147,10 @@ async def dispatch(node: Node, conn: Connection, raw: str | bytes) -> None:
                 " have been made; check again before relying on it"
             )
         error = ProtocolError(p.UNAVAILABLE, message)
-        Request(conn, {}, request_id).send(p.error_frame(error))
-    except Exception:
-        log.exception("command failed")
+    else:
+        log.error("command failed", exc_info=exc)
         error = ProtocolError(p.INTERNAL_ERROR, "The server failed to handle this message")
-        Request(conn, {}, request_id).send(p.error_frame(error))
+    Request(conn, {}, request_id).send(p.error_frame(error))
 
 
 # ---- heartbeat and session ----
@@ -123,16 +162,18 @@ PING_SCHEMA: Schema = {
 
 
 @command("ping", schema=PING_SCHEMA)
-async def ping(node: Node, req: Request) -> None:
+def ping(node: Node, req: Request) -> None:
     """``pong`` with the server time; ``latency`` is now minus the client's timestamp."""
     now = p.now_ms()
-    fields: dict[str, Any] = {}
-    if "timestamp" in req.fields:
-        fields["clientTimestamp"] = req.fields["timestamp"]
-        fields["latency"] = max(0, now - int(req.fields["timestamp"]))
-    if "sequence" in req.fields:
-        fields["sequence"] = req.fields["sequence"]
-    req.reply("pong", **fields)
+    asked = req.fields
+    pong: p.Frame = {"type": "pong"}  # what p.reply builds, written out: the hottest reply
+    if "timestamp" in asked:
+        pong["clientTimestamp"] = asked["timestamp"]
+        pong["latency"] = max(0, now - int(asked["timestamp"]))
+    if "sequence" in asked:
+        pong["sequence"] = asked["sequence"]
+    pong["timestamp"] = now
+    req.send(pong)
 
 
 SESSION_SCHEMA: Schema = {
@@ -145,7 +186,7 @@ SESSION_SCHEMA: Schema = {
 
 
 @command("booking_session", schema=SESSION_SCHEMA)
-async def booking_session(node: Node, req: Request) -> None:
+def booking_session(node: Node, req: Request) -> None:
     """Remember which step of the booking the visitor is on."""
     req.conn.session = dict(req.fields)
     req.reply("session_tracked", step=req.fields["step"])

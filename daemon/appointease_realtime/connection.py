@@ -9,12 +9,24 @@ from typing import Any
 
 from .auth import Identity, mask_email
 from .limits import RateLimiter
-from .protocol import Frame, encode
-from .transport import Wire, wire
+from .protocol import Frame, encode_bytes
+from .transport import Wire, wire_bytes
 
 
 class Connection:
     """A connected client: state, plus a ``sink`` that takes built frames and a ``closer``."""
+
+    __slots__ = (
+        "address",
+        "client_id",
+        "closer",
+        "connected_at",
+        "count_out",
+        "identity",
+        "limiter",
+        "session",
+        "sink",
+    )
 
     def __init__(
         self,
@@ -44,7 +56,7 @@ class Connection:
 
     def send(self, frame: Frame) -> None:
         """Serialize, frame and queue one frame for this client."""
-        self.sink(wire(encode(frame)))
+        self.sink(wire_bytes(encode_bytes(frame)))
         if self.count_out is not None:
             self.count_out(frame["type"])
 

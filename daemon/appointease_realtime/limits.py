@@ -9,10 +9,13 @@ OK = "ok"
 LIMITED = "limited"
 ABUSIVE = "abusive"
 ABUSE_FACTOR = 5  # refused messages a client may pile up, in bursts, before it is closed
+_monotonic = time.monotonic
 
 
 class TokenBucket:
     """``rate`` tokens a second, at most ``capacity`` saved up."""
+
+    __slots__ = ("capacity", "rate", "stamp", "tokens")
 
     def __init__(self, rate: float, capacity: float) -> None:
         self.rate = rate
@@ -34,14 +37,27 @@ class TokenBucket:
 class RateLimiter:
     """Messages beyond the rate are refused; a client that keeps flooding is abusive."""
 
+    __slots__ = ("messages", "refusals")
+
     def __init__(self, rate: float, burst: int) -> None:
         self.messages = TokenBucket(rate, burst)
         self.refusals = TokenBucket(rate, burst * ABUSE_FACTOR)
 
     def check(self) -> str:
-        """OK, LIMITED (answer ``rate_limited``) or ABUSIVE (close the socket)."""
-        if self.messages.take():
+        """OK, LIMITED (answer ``rate_limited``) or ABUSIVE (close the socket).
+
+        Runs for every frame: ``messages.take()`` written out here (one call less).
+        """
+        bucket = self.messages
+        now = _monotonic()
+        tokens = bucket.tokens + (now - bucket.stamp) * bucket.rate
+        if tokens > bucket.capacity:
+            tokens = bucket.capacity
+        bucket.stamp = now
+        if tokens >= 1:
+            bucket.tokens = tokens - 1
             return OK
+        bucket.tokens = tokens
         return LIMITED if self.refusals.take() else ABUSIVE
 
 

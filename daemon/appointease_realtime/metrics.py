@@ -3,11 +3,45 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.metrics_core import CounterMetricFamily
 
 FAST = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
 SIZES = (1, 10, 100, 500, 1000, 2500, 5000, 10000)
+
+
+class FrameCounter:
+    """A counter with one label, kept as plain integers and exported when scraped.
+
+    Frames are counted on every message, the hottest path of the daemon: a dict update here,
+    where a ``prometheus_client`` child takes a mutex and checks its arguments on each
+    ``inc``. The daemon counts from its one event-loop thread, and the scrape runs on it too.
+    """
+
+    def __init__(
+        self, name: str, documentation: str, label: str, registry: CollectorRegistry
+    ) -> None:
+        self.name = name
+        self.documentation = documentation
+        self.label = label
+        self.counts: dict[str, int] = {}
+        registry.register(self)
+
+    def inc(self, value: str, count: int = 1) -> None:
+        """Count ``count`` more for the label ``value``."""
+        counts = self.counts
+        counts[value] = counts.get(value, 0) + count
+
+    def describe(self) -> Iterator[CounterMetricFamily]:
+        yield CounterMetricFamily(self.name, self.documentation, labels=[self.label])
+
+    def collect(self) -> Iterator[CounterMetricFamily]:
+        family = CounterMetricFamily(self.name, self.documentation, labels=[self.label])
+        for value, count in list(self.counts.items()):
+            family.add_metric([value], count)
+        yield family
 
 
 class Metrics:
@@ -19,11 +53,11 @@ class Metrics:
         self.connections = Gauge(
             "appointease_connections", "Open WebSocket connections", registry=r
         )
-        self.frames_in = Counter(
-            "appointease_frames_in_total", "Client frames received", ["type"], registry=r
+        self.frames_in = FrameCounter(
+            "appointease_frames_in_total", "Client frames received", "type", r
         )
-        self.frames_out = Counter(
-            "appointease_frames_out_total", "Frames sent to clients", ["type"], registry=r
+        self.frames_out = FrameCounter(
+            "appointease_frames_out_total", "Frames sent to clients", "type", r
         )
         self.locks = Counter(
             "appointease_lock_outcomes_total",
@@ -57,8 +91,9 @@ class Metrics:
             buckets=SIZES,
             registry=r,
         )
-        self._in: dict[str, Counter] = {}  # labelled children, looked up once per type
-        self._out: dict[str, Counter] = {}
+        self._in = self.frames_in.counts  # type -> frames, updated on every frame
+        self._out = self.frames_out.counts
+        self._queries: dict[str, Histogram] = {}  # labelled children, looked up once each
         self.last_reconcile = 0.0
         self.reconcile_lag.set_function(
             lambda: time.time() - self.last_reconcile if self.last_reconcile else 0.0
@@ -73,19 +108,18 @@ class Metrics:
 
     def received(self, type_: str) -> None:
         """Count one client frame of ``type_`` (a known message type, or "unknown")."""
-        child = self._in.get(type_)
-        if child is None:
-            child = self._in[type_] = self.frames_in.labels(type_)
-        child.inc()
+        counts = self._in
+        counts[type_] = counts.get(type_, 0) + 1
 
     def sent(self, type_: str, count: int = 1) -> None:
         """Count ``count`` frames of ``type_`` handed to clients."""
         if count:
-            child = self._out.get(type_)
-            if child is None:
-                child = self._out[type_] = self.frames_out.labels(type_)
-            child.inc(count)
+            counts = self._out
+            counts[type_] = counts.get(type_, 0) + count
 
     def observe_query(self, operation: str, seconds: float) -> None:
         """Record how long one named store operation took."""
-        self.query_seconds.labels(operation).observe(seconds)
+        child = self._queries.get(operation)
+        if child is None:
+            child = self._queries[operation] = self.query_seconds.labels(operation)
+        child.observe(seconds)

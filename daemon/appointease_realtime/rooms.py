@@ -18,9 +18,9 @@ from .connection import Connection
 from .events import RoomAvailability, RoomEvent, RoomSelections
 from .hub import Hub, Watch
 from .metrics import Metrics
-from .protocol import Frame, Room, encode, reply
+from .protocol import Frame, Room, encode_bytes, reply
 from .store import Store, StoreUnavailable
-from .transport import wire
+from .transport import wire_bytes
 
 log = logging.getLogger(__name__)
 
@@ -139,7 +139,7 @@ class Rooms:
 
     def _fan_out(self, room: Room, frame: Frame) -> None:
         """Build the frame once, hand it to every local watcher, count it."""
-        sent = self.hub.send_room(room, wire(encode(frame)))
+        sent = self.hub.send_room(room, wire_bytes(encode_bytes(frame)))
         self.metrics.fanout.observe(sent)
         self.metrics.sent(frame["type"], sent)
 

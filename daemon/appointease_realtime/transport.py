@@ -25,6 +25,9 @@ CLOSE_TIMEOUT_SECONDS = 2.0  # a close handshake longer than this is cut: the tr
 CLOSE_SLOW_CONSUMER = 1013  # "try again later": the client reconnects and resyncs
 
 _FIN_TEXT = 0x80 | WSMsgType.TEXT
+_SHORT = struct.Struct("!BB").pack
+_MEDIUM = struct.Struct("!BBH").pack
+_LONG = struct.Struct("!BBQ").pack
 
 
 class Wire(NamedTuple):
@@ -36,19 +39,44 @@ class Wire(NamedTuple):
 
 def wire(text: str) -> Wire:
     """Encode ``text`` and frame it once (unmasked server text frame)."""
-    payload = text.encode()
+    return wire_bytes(text.encode())
+
+
+def wire_bytes(payload: bytes) -> Wire:
+    """Frame UTF-8 ``payload`` once (unmasked server text frame)."""
     size = len(payload)
     if size < 126:
-        header = struct.pack("!BB", _FIN_TEXT, size)
+        header = _SHORT(_FIN_TEXT, size)
     elif size < 65536:
-        header = struct.pack("!BBH", _FIN_TEXT, 126, size)
+        header = _MEDIUM(_FIN_TEXT, 126, size)
     else:
-        header = struct.pack("!BBQ", _FIN_TEXT, 127, size)
+        header = _LONG(_FIN_TEXT, 127, size)
     return Wire(payload, header + payload)
 
 
 class Outbound:
-    """Writes one client's frames in order; overflow closes the socket, never blocks the hub."""
+    """Writes one client's frames in order; overflow closes the socket, never blocks the hub.
+
+    While the client keeps up (nothing queued, the transport's buffer small) a frame is one
+    ``transport.write``. The queue and its writer task exist only once a client has fallen
+    behind: an idle connection carries neither (they are most of its memory otherwise).
+    """
+
+    __slots__ = (
+        "backlog",
+        "buffer_limit",
+        "close_timeout",
+        "closing",
+        "direct",
+        "limit",
+        "overflowed",
+        "queue",
+        "queued",
+        "started",
+        "transport",
+        "writer",
+        "ws",
+    )
 
     def __init__(
         self,
@@ -60,53 +88,71 @@ class Outbound:
     ) -> None:
         self.ws = ws
         self.transport = transport if isinstance(transport, asyncio.WriteTransport) else None
+        self.limit = limit
         self.buffer_limit = buffer_limit
         self.close_timeout = close_timeout
-        self.queue: asyncio.Queue[Wire] = asyncio.Queue(limit)
+        self.queue: asyncio.Queue[Wire] | None = None  # made when first needed
+        self.backlog = 0  # frames queued and not yet written by the writer task
         self.overflowed = False
         self.direct = 0  # frames written at once (the fast path)
         self.queued = 0  # frames that waited for the writer task
+        self.started = False
         self.writer: asyncio.Task[None] | None = None
         self.closing: asyncio.Task[None] | None = None
 
     def start(self) -> None:
-        """Start the writer task."""
-        self.writer = asyncio.create_task(self._drain())
+        """Let queued frames be written (by a writer task, started when a frame first waits)."""
+        self.started = True
+        if self.backlog and self.writer is None:
+            self.writer = asyncio.get_running_loop().create_task(self._drain())
 
     def put(self, item: Wire) -> None:
         """Send a frame now if nothing waits before it, else queue it; a full queue closes."""
-        if self.overflowed or self.ws.closed:
-            return
         transport = self.transport
         if (
-            self.queue.empty()
+            not self.backlog
             and transport is not None
+            and not self.overflowed
             and not transport.is_closing()
             and transport.get_write_buffer_size() < self.buffer_limit
+            and not self.ws.closed
         ):
             transport.write(item.frame)
             self.direct += 1
             return
+        if self.overflowed or self.ws.closed:
+            return
+        queue = self.queue
+        if queue is None:
+            queue = self.queue = asyncio.Queue(self.limit)
         try:
-            self.queue.put_nowait(item)
-            self.queued += 1
+            queue.put_nowait(item)
         except asyncio.QueueFull:
             self.overflowed = True
-            log.warning("closing a slow consumer: %d frames queued", self.queue.qsize())
+            log.warning("closing a slow consumer: %d frames queued", queue.qsize())
             self.queue = asyncio.Queue(1)  # drop what it could not read; it resyncs on reconnect
             if self.writer is not None:
                 self.writer.cancel()
             self.closing = asyncio.get_running_loop().create_task(
                 self.close(CLOSE_SLOW_CONSUMER, "slow consumer")
             )
+            return
+        self.backlog += 1
+        self.queued += 1
+        if self.started and self.writer is None:
+            self.writer = asyncio.get_running_loop().create_task(self._drain())
 
     async def _drain(self) -> None:
+        queue = self.queue
+        assert queue is not None
         while True:
-            item = await self.queue.get()
+            item = await queue.get()
             try:
                 await self.ws.send_frame(item.payload, WSMsgType.TEXT)
             except (ConnectionError, RuntimeError):
                 return
+            finally:
+                self.backlog -= 1
 
     async def close(self, code: int, message: str) -> None:
         """Close with ``code``; a peer that does not complete the handshake in time (it stopped

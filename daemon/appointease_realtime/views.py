@@ -19,7 +19,7 @@ from .auth import (
     origin_allowed,
     resume_token,
 )
-from .commands import dispatch
+from .commands import handle
 from .config import Settings
 from .connection import Connection
 from .keys import NODE, SETTINGS
@@ -35,6 +35,8 @@ log = logging.getLogger(__name__)
 
 MAX_FRAME_BYTES = 64 * 1024
 HEARTBEAT_SECONDS = 30.0  # a peer that misses a pong is dropped within 45 s
+
+TEXT, BINARY = WSMsgType.TEXT, WSMsgType.BINARY
 
 routes = web.RouteTableDef()
 
@@ -119,8 +121,10 @@ async def _serve_socket(
     )
     try:
         async for msg in ws:
-            if msg.type in (WSMsgType.TEXT, WSMsgType.BINARY):
-                await dispatch(node, conn, msg.data)
+            if msg.type is TEXT or msg.type is BINARY:
+                pending = handle(node, conn, msg.data)  # a ping is answered by now
+                if pending is not None:
+                    await pending
     finally:
         await outbound.stop()
         await node.disconnect(conn)

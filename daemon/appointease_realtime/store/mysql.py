@@ -18,8 +18,7 @@ import aiomysql
 import pymysql
 
 from ..config import Settings
-from .base import StoreUnavailable
-from .sql import Observe, Row, SqlStore, Tx
+from .sql import Observe, Result, Row, SqlStore, Statement, Tx
 
 T = TypeVar("T")
 _RETRYABLE = {1205, 1213}  # lock wait timeout, deadlock
@@ -221,12 +220,17 @@ class Pool:
 
 
 class _Cursor:
-    """Tx over one aiomysql cursor; every call is bounded by ``timeout``."""
+    """Tx over one aiomysql cursor; every call is bounded by ``timeout``.
+
+    In a write transaction the ``BEGIN`` is not a round trip of its own: it goes out in front
+    of the first statement, in the same query (aiomysql connects with multi-statements on).
+    """
 
     def __init__(self, cur: aiomysql.Cursor, timeout: float, in_transaction: bool) -> None:
         self.cur = cur
         self.timeout = timeout
         self.in_transaction = in_transaction
+        self.pending_begin = in_transaction  # BEGIN not sent yet
         self.write_sent = False
         self.discard = False
 
@@ -236,20 +240,47 @@ class _Cursor:
         async with asyncio.timeout(self.timeout):
             return await awaitable
 
+    async def _execute(self, sql: str, args: Sequence[Any]) -> int:
+        """Send ``sql`` (with the pending BEGIN in front); the cursor is left on the result
+        of the first statement of ``sql``."""
+        cur = self.cur
+        if self.pending_begin:
+            self.pending_begin = False
+            await cur.execute("BEGIN; " + sql, tuple(args) or None)
+            await cur.nextset()
+            return int(cur.rowcount)
+        count: int = await cur.execute(sql, tuple(args) or None)
+        return count
+
     async def all(self, sql: str, args: Sequence[Any] = ()) -> list[Row]:
-        await self.call(self.cur.execute(sql, tuple(args) or None))
+        await self.call(self._execute(sql, args))
         return list(await self.cur.fetchall())
 
     async def one(self, sql: str, args: Sequence[Any] = ()) -> Row | None:
-        await self.call(self.cur.execute(sql, tuple(args) or None))
+        await self.call(self._execute(sql, args))
         row: Row | None = await self.cur.fetchone()
         return row
 
     async def run(self, sql: str, args: Sequence[Any] = ()) -> int:
         if not self.in_transaction:
             self.write_sent = True  # autocommit: once sent, it may be applied
-        count: int = await self.call(self.cur.execute(sql, tuple(args) or None))
-        return count
+        return await self.call(self._execute(sql, args))
+
+    async def batch(self, statements: Sequence[Statement], write: bool = False) -> list[Result]:
+        if write and not self.in_transaction:
+            self.write_sent = True  # autocommit: once sent, it may be applied
+        return await self.call(self._batch(statements))
+
+    async def _batch(self, statements: Sequence[Statement]) -> list[Result]:
+        cur = self.cur
+        sql = "; ".join(statement for statement, _ in statements)
+        await self._execute(sql, [arg for _, args in statements for arg in args])
+        results: list[Result] = []
+        for n in range(len(statements)):
+            if n:
+                await cur.nextset()
+            results.append(Result(list(await cur.fetchall()), int(cur.rowcount)))
+        return results
 
 
 class MySQLStore(SqlStore):
@@ -320,11 +351,9 @@ class MySQLStore(SqlStore):
         discard = True  # unless the block ends cleanly (or with a plain SQL error)
         try:
             tx = _Cursor(await conn.cursor(), self.timeout, in_transaction=write)
-            if write:
-                await tx.call(conn.begin())
             try:
                 yield tx
-                if write:
+                if write and not tx.pending_begin:
                     tx.write_sent = True
                     await tx.call(conn.commit())
             except Exception as exc:
@@ -332,7 +361,7 @@ class MySQLStore(SqlStore):
                     isinstance(exc, _CONNECTION_ERRORS) and not self.is_retryable(exc)
                 ):
                     raise
-                if write:
+                if write and not tx.pending_begin:
                     try:
                         await tx.call(conn.rollback())
                     except Exception:
@@ -343,24 +372,22 @@ class MySQLStore(SqlStore):
         finally:
             self.pool.release(conn, discard=discard)
 
-    @asynccontextmanager
-    async def serialized(self, tx: Tx, key: str) -> AsyncIterator[None]:
-        """``GET_LOCK`` on a name derived from ``key``, released after the block.
+    def holder_lock_sql(self, key: str) -> tuple[Statement, str, Statement]:
+        """``GET_LOCK`` and ``RELEASE_LOCK`` on a name derived from ``key``; the outcome of
+        GET_LOCK is kept in a session variable, read with the counts (one result set less).
 
-        If the block fails the connection is discarded instead: closing the session frees
-        the lock (and GET_LOCK nests per session, so a reused one could keep it).
+        A session that fails between the two is discarded (``acquire_lock`` marks it): closing
+        the session frees the lock (and GET_LOCK nests per session, so a reused one could
+        keep it).
         """
         digest = hashlib.sha256(f"{self.lock_scope}\0{key}".encode()).hexdigest()
         name = f"appointease:{digest[:48]}"  # names are at most 64 characters
-        row = await tx.one("SELECT GET_LOCK(%s, %s)", (name, round(self.timeout * 0.8, 3)))
-        if not row or row[0] != 1:
-            raise StoreUnavailable(f"acquire_lock: another request of {key!r} holds its lock")
-        try:
-            yield
-        except BaseException:
-            tx.discard = True
-            raise
-        await tx.one("SELECT RELEASE_LOCK(%s)", (name,))
+        wait = round(self.timeout * 0.8, 3)
+        return (
+            ("SET @appointease_held = GET_LOCK(%s, %s)", (name, wait)),
+            "@appointease_held",
+            ("DO RELEASE_LOCK(%s)", (name,)),
+        )
 
     def plus_seconds_sql(self) -> str:
         """``NOW() + INTERVAL n SECOND``."""

@@ -13,7 +13,7 @@ from contextlib import AbstractAsyncContextManager
 from datetime import date, datetime, time, timedelta
 from decimal import Decimal
 from time import perf_counter
-from typing import Any, Protocol, TypeVar, overload
+from typing import Any, NamedTuple, Protocol, TypeVar, overload
 
 from ..protocol import Room, Slot
 from .base import (
@@ -34,6 +34,7 @@ from .base import (
 
 T = TypeVar("T")
 Row = tuple[Any, ...]
+Statement = tuple[str, Sequence[Any]]  # SQL and its arguments
 
 APPOINTMENT_COLUMNS = (
     "id",
@@ -68,6 +69,14 @@ Observe = Callable[[str, float], None]  # (operation, seconds)
 Work = Callable[["Tx"], Awaitable[T]]
 
 
+class Result(NamedTuple):
+    """What one statement of a batch gave: its rows (a read) and its row count (rows
+    changed, for a write)."""
+
+    rows: list[Row]
+    rowcount: int
+
+
 class Tx(Protocol):
     """A connection inside one transaction (or in autocommit); every call is time-boxed."""
 
@@ -82,6 +91,11 @@ class Tx(Protocol):
 
     async def run(self, sql: str, args: Sequence[Any] = ()) -> int:
         """Execute a statement that changes data; return the affected row count."""
+
+    async def batch(self, statements: Sequence[Statement], write: bool = False) -> list[Result]:
+        """Run ``statements`` in order, in one round trip where the database allows it
+        (MySQL: one multi-statement query); ``write`` when any of them changes data. Stops at
+        the first that fails (its error is raised)."""
 
 
 def wire_time(value: Any) -> str:
@@ -183,9 +197,12 @@ class SqlStore(ABC):
         """A connection in a transaction (``write``) or in autocommit (read)."""
 
     @abstractmethod
-    def serialized(self, tx: Tx, key: str) -> AbstractAsyncContextManager[None]:
-        """Hold ``key`` exclusively (across processes) while one holder's locks are counted
-        and written; on error the context marks ``tx`` for discarding."""
+    def holder_lock_sql(self, key: str) -> tuple[Statement, str, Statement] | None:
+        """Around the count and the write of one holder's locks: the statement that takes
+        ``key`` exclusively (across processes), an SQL expression that is 1 once it is taken
+        (read in the same query, right after it), and the statement that gives it back;
+        None where ``acquire_lock``'s transaction already excludes every other writer
+        (``lock_in_transaction``)."""
 
     @abstractmethod
     def plus_seconds_sql(self) -> str:
@@ -341,6 +358,11 @@ class SqlStore(ABC):
         released; on SQLite the ``BEGIN IMMEDIATE`` write transaction, which already
         excludes every other writer. Different slots of different holders never wait for
         each other; racers for one slot are decided by the upsert.
+
+        Two round trips on MySQL (``Tx.batch``): the named lock and the read, then the upsert,
+        the read-back and the release; only the second can change data, so a timeout during
+        the first is never an unknown outcome. A refusal by the read gives the named lock
+        back in a third.
         """
         if owner is not None and (not owner or not client_id.endswith(f"~{owner}")):
             raise ValueError(f"client id {client_id!r} does not carry the owner tag {owner!r}")
@@ -360,37 +382,62 @@ class SqlStore(ABC):
                 f" AND {elsewhere})"
             )
             args.extend((f"%~{like_escape(owner)}", *key))
-        checks_sql = (
-            f"SELECT EXISTS (SELECT 1 FROM {self.appointments}"  # noqa: S608
+        holder = owner if owner is not None else client_id
+        serial = self.holder_lock_sql(holder)
+        take, taken, give = serial if serial is not None else (None, "1", None)
+        checks: Statement = (
+            f"SELECT {taken}, EXISTS (SELECT 1 FROM {self.appointments}"  # noqa: S608
             f" WHERE appointment_date = %s AND employee_id = %s AND {self.not_cancelled}),"
-            f" {', '.join(counts)}"
+            f" {', '.join(counts)}",
+            args,
         )
         created = f"COALESCE(created_at, {now})"
-        winner_sql = (
+        upsert: Statement = (
+            self.upsert_lock_sql(),
+            (*key, client_id, min(ttl_seconds, cap), cap, ttl_seconds, cap),
+        )
+        winner: Statement = (
             f"SELECT client_id, {self.seconds_left_sql('expires_at')},"  # noqa: S608
             f" {self.add_seconds_sql(created)} <= {now}"
-            f" FROM {locks} WHERE date = %s AND time = %s AND employee_id = %s"
+            f" FROM {locks} WHERE date = %s AND time = %s AND employee_id = %s",
+            (cap, *key),
         )
 
+        def refusal(row: Row) -> LockOutcome | None:
+            _, booked, held, *owned = row
+            if booked:
+                return LockOutcome(False, 0, SLOT_BOOKED)
+            if held >= hold_limit:
+                return LockOutcome(False, 0, HOLD_LIMIT)
+            if owned and owned[0] >= owner_limit:
+                return LockOutcome(False, 0, ADDRESS_LIMIT)
+            return None
+
         async def work(tx: Tx) -> LockOutcome:
-            async with self.serialized(tx, owner if owner is not None else client_id):
-                checks = await tx.one(checks_sql, args)
-                booked, held, *owned = checks if checks else (0, 0)
-                if booked:
-                    return LockOutcome(False, 0, SLOT_BOOKED)
-                if held >= hold_limit:
-                    return LockOutcome(False, 0, HOLD_LIMIT)
-                if owned and owned[0] >= owner_limit:
-                    return LockOutcome(False, 0, ADDRESS_LIMIT)
-                await tx.run(
-                    self.upsert_lock_sql(),
-                    (*key, client_id, min(ttl_seconds, cap), cap, ttl_seconds, cap),
+            first = await tx.batch([take, checks] if take is not None else [checks])
+            row = first[-1].rows[0]
+            if row[0] != 1:  # the holder's lock was not ours in time: nothing was written
+                raise StoreUnavailable(
+                    f"acquire_lock: another request of {holder!r} holds its lock"
                 )
-                row = await tx.one(winner_sql, (cap, *key))
-            if row is None:  # deleted (by an admin or a sweep) in between: nobody holds it
+            try:
+                refused = refusal(row)
+                if refused is not None:
+                    if give is not None:
+                        await tx.batch([give])
+                    return refused
+                rest = await tx.batch(
+                    [upsert, winner, give] if give is not None else [upsert, winner], write=True
+                )
+            except BaseException:
+                if take is not None:  # the session may still hold the named lock: close it
+                    tx.discard = True
+                raise
+            if not rest[1].rows:  # deleted (by an admin or a sweep) in between: nobody holds it
                 return LockOutcome(False, 0, SLOT_LOCKED)
-            holder, left, at_max = str(row[0]), int(row[1]), bool(row[2])
-            if holder != client_id:
+            won = rest[1].rows[0]
+            holder_id, left, at_max = str(won[0]), int(won[1]), bool(won[2])
+            if holder_id != client_id:
                 return LockOutcome(False, max(left, 0), SLOT_LOCKED)
             if at_max:  # our own hold, as old as it may get: not refreshed
                 return LockOutcome(False, max(left, 0), HOLD_MAX)
@@ -402,20 +449,23 @@ class SqlStore(ABC):
         """Delete ``client_id``'s lock on ``slot``; None when released, else the reason."""
         key = (slot.date, f"{slot.time}:00", slot.employee_id)
 
+        delete: Statement = (
+            f"DELETE FROM {self.locks} WHERE date = %s AND time = %s"  # noqa: S608
+            " AND employee_id = %s AND client_id = %s",
+            (*key, client_id),
+        )
+        live: Statement = (
+            f"SELECT 1 FROM {self.locks} WHERE date = %s AND time = %s"  # noqa: S608
+            f" AND employee_id = %s AND expires_at > {self.now_sql}",
+            key,
+        )
+
         async def work(tx: Tx) -> str | None:
-            deleted = await tx.run(
-                f"DELETE FROM {self.locks} WHERE date = %s AND time = %s"  # noqa: S608
-                " AND employee_id = %s AND client_id = %s",
-                (*key, client_id),
-            )
-            if deleted:
+            # one round trip (on MySQL with the transaction's BEGIN) and the COMMIT; the read
+            # that says why nothing was deleted only when nothing was
+            if await tx.run(*delete):
                 return None
-            live = await tx.one(
-                f"SELECT 1 FROM {self.locks} WHERE date = %s AND time = %s"  # noqa: S608
-                f" AND employee_id = %s AND expires_at > {self.now_sql}",
-                key,
-            )
-            return NOT_HOLDER if live else NOT_LOCKED
+            return NOT_HOLDER if await tx.one(*live) else NOT_LOCKED
 
         return await self.run("release_lock", work, write=True)
 
@@ -497,19 +547,23 @@ class SqlStore(ABC):
         """Booked and held times of one room."""
         start, end = day_bounds(room.date)
 
-        async def work(tx: Tx) -> RoomState:
-            booked = await tx.all(
+        statements: list[Statement] = [
+            (
                 f"SELECT appointment_date FROM {self.appointments}"  # noqa: S608
                 " WHERE appointment_date >= %s AND appointment_date < %s"
                 f" AND employee_id = %s AND {self.not_cancelled}",
                 (start, end, room.employee_id),
-            )
-            locks = await tx.all(
+            ),
+            (
                 f"SELECT time, client_id, {self.seconds_left_sql('expires_at')}"  # noqa: S608
                 f" FROM {self.locks} WHERE date = %s AND employee_id = %s"
                 f" AND expires_at > {self.now_sql} ORDER BY time",
                 (room.date, room.employee_id),
-            )
+            ),
+        ]
+
+        async def work(tx: Tx) -> RoomState:
+            booked, locks = (result.rows for result in await tx.batch(statements))
             return RoomState(
                 booked=sorted({wire_value(b)[11:16] for (b,) in booked}),
                 locks=[

@@ -12,7 +12,6 @@ for that thread and rolls back whatever the abandoned call left open.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import sqlite3
 from collections.abc import AsyncIterator, Awaitable, Sequence
 from contextlib import asynccontextmanager
@@ -22,7 +21,7 @@ from typing import Any, TypeVar
 import aiosqlite
 
 from .base import StoreUnavailable
-from .sql import Observe, Row, SqlStore, Tx
+from .sql import Observe, Result, Row, SqlStore, Statement, Tx
 
 T = TypeVar("T")
 
@@ -98,6 +97,18 @@ class _Connection:
         count = int(cur.rowcount)
         await self.store.call(cur.close())
         return count
+
+    async def batch(self, statements: Sequence[Statement], write: bool = False) -> list[Result]:
+        """One statement after the other (a local file: no round trips to save)."""
+        results: list[Result] = []
+        for sql, args in statements:
+            if write and not self.in_transaction:
+                self.write_sent = True
+            cur = await self.store.call(self.conn.execute(_sqlite(sql), tuple(args)))
+            rows = [tuple(row) for row in await self.store.call(cur.fetchall())]
+            results.append(Result(rows, int(cur.rowcount)))
+            await self.store.call(cur.close())
+        return results
 
 
 class SQLiteStore(SqlStore):
@@ -191,9 +202,9 @@ class SQLiteStore(SqlStore):
             await self.call(self.conn.execute("ROLLBACK"))
         self.unsettled = False
 
-    def serialized(self, tx: Tx, key: str) -> contextlib.AbstractAsyncContextManager[None]:
+    def holder_lock_sql(self, key: str) -> None:
         """Nothing more to hold: acquire_lock runs in BEGIN IMMEDIATE (lock_in_transaction)."""
-        return contextlib.nullcontext()
+        return None
 
     def plus_seconds_sql(self) -> str:
         """``datetime('now', '+n seconds')``."""
