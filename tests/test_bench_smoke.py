@@ -73,6 +73,9 @@ def test_quick_run_reports_every_figure(tmp_path: Path) -> None:
     else:
         assert positive(figures["ping_50_vs_node_ws"]), figures["ping_50_vs_node_ws"]
     assert "| figure | value | floor (same run) | ratio | target |" in run.stdout
+    # the daemons ran this tree's code (``--daemon-path`` would name another's)
+    assert result["daemon_module"] == str(ROOT / "daemon" / "appointease_realtime" / "__init__.py")
+    assert result["details"]["lock_driver"]["owner_per_client"] is True  # as the daemon counts
     machine = result["machine"]
     assert machine["nproc"] >= 1
     assert machine["cpu"] and machine["python"] and machine["aiohttp"]
