@@ -42,6 +42,8 @@ import pytest
 import pytest_asyncio
 
 from appointease_realtime.auth import mint_token
+from tests.browser.conftest import CHROMIUM
+from tests.browser.conftest import CHROMIUM_ARGS as BROWSER_ARGS
 from tests.conftest import need
 from tests.processes import Server, free_port
 from tests.redis_support import ThrowawayRedis
@@ -56,18 +58,7 @@ from tests.wordpress.wp_harness import (
 ROOT = Path(__file__).resolve().parent.parent.parent
 SHIPPED_CONF = ROOT / "nginx" / "appointease-realtime.conf"
 SCRIPT = Path(sys.executable).parent / "appointease-realtime"
-CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--ignore-certificate-errors",
-]
+CHROMIUM_ARGS = [*BROWSER_ARGS, "--ignore-certificate-errors"]  # the test's own certificate
 # The one switch of the shipped file a test flips: refuse WebSocket upgrades.
 POLLING_SWITCH = "# if ($http_upgrade) { return 403; }"
 
