@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import re
+import resource
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -11,7 +14,9 @@ from pathlib import Path
 import aiohttp
 import pytest
 
+from appointease_realtime.__main__ import raise_open_files_limit
 from appointease_realtime.config import Settings
+from tests.conftest import need
 from tests.processes import Daemon, free_port
 
 CLI = [sys.executable, "-m", "appointease_realtime"]
@@ -161,3 +166,59 @@ def test_a_file_that_is_no_database_is_one_line_for_check_and_serve(tmp_path: Pa
         result = run(*args, env=env)
         assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr
         assert f"cannot open SQLite file {bad}: file is not a database" in result.stderr
+
+
+class LowSoftLimit(Daemon):
+    """``serve`` started by ``prlimit`` under a soft open-files limit of ``soft``, as from a shell
+    whose soft limit is 1,024; the hard limit stays this process's. ``extra``: more arguments."""
+
+    def __init__(self, workdir: Path, soft: int, *extra: str) -> None:
+        hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+        shown = "unlimited" if hard == resource.RLIM_INFINITY else str(hard)
+        super().__init__(workdir, command=["prlimit", f"--nofile={soft}:{shown}", *CLI])
+        self.extra = list(extra)
+
+    def command_line(self) -> list[str]:
+        return [*super().command_line(), *self.extra]
+
+
+@pytest.mark.parametrize("worker", [False, True], ids=["serve", "worker"])
+async def test_serve_raises_its_soft_open_files_limit_to_the_hard_one(
+    tmp_path: Path, worker: bool
+) -> None:
+    """Each WebSocket is one open file: a soft limit of 256 would refuse the 250th client.
+    A worker of ``serve --workers N`` is started as ``serve --worker-of PID`` (this test is its
+    parent here) and raises its own."""
+    soft, hard = 256, resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+    if hard != resource.RLIM_INFINITY and hard <= soft:
+        pytest.skip(f"the hard open-files limit is {hard}: nothing to raise")
+    if shutil.which("prlimit") is None:
+        need("prlimit", "not installed (util-linux)")
+    extra = ["--worker-of", str(os.getpid())] if worker else []
+    daemon = LowSoftLimit(tmp_path, soft, *extra)
+    await daemon.start()
+    try:
+        assert daemon.open_files_limit() == hard
+        assert f"open files: limit {hard} (raised from {soft})" in daemon.log.read_text()
+    finally:
+        assert await daemon.stop() == 0
+
+
+def test_a_refused_raise_keeps_the_soft_limit_and_says_so(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    def refuse(resource_: int, limits: tuple[int, int]) -> None:
+        raise ValueError("not allowed to raise maximum limit")
+
+    monkeypatch.setattr(resource, "getrlimit", lambda _: (1024, 4096))
+    monkeypatch.setattr(resource, "setrlimit", refuse)
+    with caplog.at_level(logging.INFO, logger="appointease_realtime"):
+        raise_open_files_limit()
+    assert caplog.messages == [
+        "open files: limit 1024 (raising it to 4096 failed: not allowed to raise maximum limit)"
+    ]
+    caplog.clear()
+    monkeypatch.setattr(resource, "getrlimit", lambda _: (4096, 4096))
+    with caplog.at_level(logging.INFO, logger="appointease_realtime"):
+        raise_open_files_limit()  # already equal: setrlimit is not called
+    assert caplog.messages == ["open files: limit 4096"]

@@ -129,8 +129,32 @@ def _serve(settings: Settings, reuse_port: bool = False) -> int:
     return 0
 
 
+def raise_open_files_limit() -> None:
+    """Raise the soft open-files limit to the hard one (each WebSocket is one open file).
+
+    Never fails: where ``resource`` is missing nothing happens, and a refused raise keeps the
+    soft limit. One log line says the limit in effect.
+    """
+    try:
+        import resource
+    except ImportError:  # not POSIX
+        return
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    limit = "unlimited" if hard == resource.RLIM_INFINITY else str(hard)
+    if soft == hard:
+        log.info("open files: limit %s", limit)
+        return
+    try:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    except (ValueError, OSError) as exc:
+        log.info("open files: limit %d (raising it to %s failed: %s)", soft, limit, exc)
+        return
+    log.info("open files: limit %s (raised from %d)", limit, soft)
+
+
 def _run(args: argparse.Namespace, settings: Settings, env_file: str) -> int:
     if args.command == "serve":
+        raise_open_files_limit()  # here, so that every worker of --workers N does it too
         if args.worker_of is not None:
             if not workers.adopt(args.worker_of):
                 return 0  # the parent is already gone
