@@ -11,23 +11,12 @@ skipped, except with ``CI=true``.
 
 from __future__ import annotations
 
-import json
-import shutil
-import subprocess
 import time
-from pathlib import Path
 from typing import Any
 
 from appointease_realtime import hold_cookie
-from tests.conftest import need
+from tests.bridge_php import run_php
 
-COOKIE_PHP = (
-    Path(__file__).resolve().parent.parent
-    / "wp-bridge"
-    / "appointease-realtime-bridge"
-    / "includes"
-    / "class-hold-cookie.php"
-)
 SECRET = "test-token-secret-of-at-least-32-characters"
 OTHER_SECRET = "another-site-secret-of-32-characters!"
 CLIENT_IDS = [
@@ -37,12 +26,8 @@ CLIENT_IDS = [
     "x",
 ]
 
-# Reads a JSON list of requests from stdin, answers a JSON list on stdout (one PHP run).
-PHP_SCRIPT = r"""
-define('APPOINTEASE_RT_STANDALONE', true);
-require $argv[1];
-$out = [];
-foreach (json_decode(stream_get_contents(STDIN), true) as $in) {
+# The PHP for one request ``$in``: mint or verify (tests/bridge_php.py runs it).
+PHP_HANDLER = r"""
     switch ($in['op']) {
         case 'mint':
             $out[] = AppointEase_RT_Hold_Cookie::mint($in['secret'], $in['client_id'], $in['now']);
@@ -51,28 +36,12 @@ foreach (json_decode(stream_get_contents(STDIN), true) as $in) {
             $out[] = AppointEase_RT_Hold_Cookie::verify($in['secret'], $in['value'], $in['now']);
             break;
     }
-}
-echo json_encode($out, JSON_UNESCAPED_SLASHES | JSON_UNESCAPED_UNICODE);
 """
 
 
 def _php(*requests: dict[str, Any]) -> list[Any]:
     """Run the requests through the PHP class in one process."""
-    php = shutil.which("php")
-    if php is None:
-        need("the php CLI", "not installed (apt-get install php-cli)")
-    result = subprocess.run(
-        [str(php), "-r", PHP_SCRIPT, str(COOKIE_PHP)],
-        input=json.dumps(list(requests)),
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    assert result.returncode == 0, result.stderr + result.stdout
-    answers: list[Any] = json.loads(result.stdout)
-    assert len(answers) == len(requests), result.stdout
-    return answers
+    return run_php("class-hold-cookie.php", PHP_HANDLER, requests)
 
 
 def _php_verify(values: list[str], now: int, secret: str = SECRET) -> list[str | None]:

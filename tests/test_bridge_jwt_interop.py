@@ -12,12 +12,8 @@ running daemon's socket.)
 
 from __future__ import annotations
 
-import json
 import secrets
-import shutil
-import subprocess
 import time
-from pathlib import Path
 from typing import Any
 
 import jwt
@@ -31,22 +27,10 @@ from appointease_realtime.auth import (
     TokenError,
     verify_token,
 )
-from tests.conftest import need
+from tests.bridge_php import run_php
 
-JWT_PHP = (
-    Path(__file__).resolve().parent.parent
-    / "wp-bridge"
-    / "appointease-realtime-bridge"
-    / "includes"
-    / "class-jwt.php"
-)
-
-# Reads a JSON list of requests from stdin, answers a JSON list on stdout (one PHP run).
-PHP_SCRIPT = r"""
-define('APPOINTEASE_RT_STANDALONE', true);
-require $argv[1];
-$out = [];
-foreach (json_decode(stream_get_contents(STDIN), true) as $in) {
+# The PHP for one request ``$in``: encode, issue or decode (tests/bridge_php.py runs it).
+PHP_HANDLER = r"""
     try {
         switch ($in['op']) {
             case 'encode':
@@ -65,28 +49,12 @@ foreach (json_decode(stream_get_contents(STDIN), true) as $in) {
     } catch (AppointEase_RT_Jwt_Error $e) {
         $out[] = ['ok' => false, 'reason' => $e->reason];
     }
-}
-echo json_encode($out, JSON_UNESCAPED_SLASHES | JSON_UNESCAPED_UNICODE);
 """
 
 
 def _php(*requests: dict[str, Any]) -> list[dict[str, Any]]:
     """Run the requests through the PHP codec in one process."""
-    php = shutil.which("php")
-    if php is None:
-        need("the php CLI", "not installed (apt-get install php-cli)")
-    result = subprocess.run(
-        [str(php), "-r", PHP_SCRIPT, str(JWT_PHP)],
-        input=json.dumps(list(requests)),
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    assert result.returncode == 0, result.stderr + result.stdout
-    answers: list[dict[str, Any]] = json.loads(result.stdout)
-    assert len(answers) == len(requests), result.stdout
-    return answers
+    return run_php("class-jwt.php", PHP_HANDLER, requests)
 
 
 def _secret() -> str:

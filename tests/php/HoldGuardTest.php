@@ -7,9 +7,7 @@
 
 declare(strict_types=1);
 
-use PHPUnit\Framework\TestCase;
-
-final class HoldGuardTest extends TestCase {
+final class HoldGuardTest extends SlotLocksTestCase {
 
 	private const SECRET = 'test-token-secret-of-at-least-32-characters';
 	private const HOLDER = 'anonymous_1761527416882_q0q2y9pwf';
@@ -20,25 +18,9 @@ final class HoldGuardTest extends TestCase {
 	/** @var array */
 	private $saved_cookies;
 
-	/** @var string */
-	private $php_tz;
-
 	protected function setUp(): void {
-		aert_require_db( $this );
+		parent::setUp();
 		global $wpdb;
-		$wpdb->query(
-			'CREATE TABLE IF NOT EXISTS wp_appointease_slot_locks (
-				id mediumint(9) NOT NULL AUTO_INCREMENT,
-				date DATE NOT NULL,
-				time TIME NOT NULL,
-				employee_id mediumint(9) NOT NULL,
-				client_id VARCHAR(255) NOT NULL,
-				expires_at DATETIME NOT NULL,
-				created_at TIMESTAMP DEFAULT CURRENT_TIMESTAMP,
-				PRIMARY KEY (id),
-				UNIQUE KEY unique_slot (date, time, employee_id)
-			)'
-		);
 		$wpdb->query(
 			"CREATE TABLE IF NOT EXISTS wp_appointments (
 				id mediumint(9) NOT NULL AUTO_INCREMENT,
@@ -51,33 +33,17 @@ final class HoldGuardTest extends TestCase {
 				PRIMARY KEY (id)
 			)"
 		);
-		$wpdb->query( 'TRUNCATE TABLE wp_appointease_slot_locks' );
 		$wpdb->query( 'TRUNCATE TABLE wp_appointments' );
 		$this->refusals      = 0;
 		$this->saved_cookies = $_COOKIE;
-		$this->php_tz        = date_default_timezone_get();
 		$_COOKIE             = array();
 		aert_reset_filters();
 	}
 
 	protected function tearDown(): void {
 		$_COOKIE = $this->saved_cookies;
-		date_default_timezone_set( $this->php_tz );
 		aert_reset_filters();
-	}
-
-	private function lock( string $date, string $time, int $employee, string $client, int $seconds ): void {
-		global $wpdb;
-		$wpdb->query(
-			$wpdb->prepare(
-				'INSERT INTO wp_appointease_slot_locks (date, time, employee_id, client_id, expires_at) VALUES (%s, %s, %d, %s, NOW() + INTERVAL %d SECOND)',
-				$date,
-				$time,
-				$employee,
-				$client,
-				$seconds
-			)
-		);
+		parent::tearDown();
 	}
 
 	private function guard( string $token_secret = self::SECRET ): AppointEase_RT_Hold_Guard {

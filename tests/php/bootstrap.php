@@ -367,3 +367,6 @@ require_once $aert_plugin . 'class-rest-hooks.php';
 require_once $aert_plugin . 'class-hold-guard.php';
 require_once $aert_plugin . 'class-plugin.php';
 require_once $aert_plugin . 'class-settings-page.php';
+
+// The base class of the tests on the lock table (not itself a test: no Test.php suffix).
+require_once __DIR__ . '/SlotLocksTestCase.php';
