@@ -121,11 +121,13 @@ async def test_every_call_times_out_on_a_stalled_database_and_recovers(
     assert store.pool.opened >= 1
     proxy.pause()
     # on pooled connections first, then on new ones whose handshake never comes
-    for _ in range(2):
-        for call in (store.ping(), store.room_state(ROOM), store.acquire_lock(SLOT, "a", 600, 2)):
-            failure = await times_out(call)
-            assert not failure.outcome_unknown  # only reads (and GET_LOCK) were sent
-    assert "acquire_lock" in str(failure)
+    for pooled in (True, False):
+        for call in (store.ping(), store.room_state(ROOM)):
+            assert not (await times_out(call)).outcome_unknown  # only reads were sent
+        failure = await times_out(store.acquire_lock(SLOT, "a", 600, 2))
+        assert "acquire_lock" in str(failure)
+        # the lock is one round trip that carries its write: unknown once it was sent
+        assert failure.outcome_unknown == pooled
     assert store.pool.in_use == 0 and store.pool.idle == []
     proxy.resume()
     # every connection that saw a stall was closed, none came back poisoned
@@ -161,7 +163,7 @@ async def test_a_transaction_is_unknown_only_once_its_commit_was_sent(
     assert (await store.acquire_lock(SLOT, "a", 600, 2)).acquired
 
     proxy.pause(after=b"DELETE")  # the DELETE is sent, the COMMIT never is
-    failure = await times_out(store.release_lock(SLOT, "a"))
+    failure = await times_out(store.release_client_locks("a"))
     assert not failure.outcome_unknown
     proxy.resume()
     await asyncio.sleep(0.2)  # the server notices the closed session and rolls it back
@@ -169,10 +171,22 @@ async def test_a_transaction_is_unknown_only_once_its_commit_was_sent(
     assert rows == [("a",)]  # never committed
 
     proxy.pause(after=b"COMMIT")  # the COMMIT is sent, its answer never comes
+    failure = await times_out(store.release_client_locks("a"))
+    assert failure.outcome_unknown
+    proxy.resume()
+    assert await store.release_client_locks("a") == []  # it had been committed
+
+
+async def test_an_autocommitted_unlock_is_unknown_once_sent(
+    mysql_store: MySQLStore, proxy: StallProxy, mysql_database: str
+) -> None:
+    store = mysql_store
+    assert (await store.acquire_lock(SLOT, "a", 600, 2)).acquired
+    proxy.pause(after=b"DELETE")  # one statement, no transaction: applied once it arrives
     failure = await times_out(store.release_lock(SLOT, "a"))
     assert failure.outcome_unknown
     proxy.resume()
-    assert await store.release_lock(SLOT, "a") == "not_locked"  # it had been committed
+    assert direct(mysql_database, "SELECT client_id FROM wp_appointease_slot_locks") == []
 
 
 async def test_a_flood_during_a_stall_fails_fast_and_leaks_no_connection(

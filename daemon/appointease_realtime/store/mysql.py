@@ -389,6 +389,16 @@ class MySQLStore(SqlStore):
             ("DO RELEASE_LOCK(%s)", (name,)),
         )
 
+    def remember_sql(self, values: Sequence[Statement]) -> tuple[list[Statement], list[Statement]]:
+        """One ``SELECT ... INTO`` session variables: a plain consistent read (no row locks,
+        where an ``INSERT ... SELECT`` reading the table would take shared next-key locks)."""
+        names = [f"@appointease_v{n}" for n in range(len(values))]
+        select = (
+            f"SELECT {', '.join(sql for sql, _ in values)} INTO {', '.join(names)}",
+            [arg for _, args in values for arg in args],
+        )
+        return [select], [(name, ()) for name in names]
+
     def plus_seconds_sql(self) -> str:
         """``NOW() + INTERVAL n SECOND``."""
         return "NOW() + INTERVAL %s SECOND"
@@ -401,7 +411,7 @@ class MySQLStore(SqlStore):
         """``expression + INTERVAL n SECOND``."""
         return f"{expression} + INTERVAL %s SECOND"
 
-    def upsert_lock_sql(self) -> str:
+    def upsert_lock_sql(self, condition: str) -> str:
         """Correct whether the server assigns left to right (the default) or simultaneously
         (``SIMULTANEOUS_ASSIGNMENT`` in sql_mode): client_id is assigned first and created_at
         second, each reading only expires_at (still the old value) and itself; expires_at
@@ -412,7 +422,8 @@ class MySQLStore(SqlStore):
         return (
             f"INSERT INTO {self.locks}"  # noqa: S608
             " (date, time, employee_id, client_id, expires_at, created_at)"
-            f" VALUES (%s, %s, %s, %s, {self.plus_seconds_sql()}, NOW())"
+            f" SELECT %s, %s, %s, %s, {self.plus_seconds_sql()}, NOW() FROM DUAL"
+            f" WHERE {condition}"
             " ON DUPLICATE KEY UPDATE"
             f" client_id = IF({expired} OR client_id = VALUES(client_id),"
             " VALUES(client_id), client_id),"

@@ -205,6 +205,14 @@ class SqlStore(ABC):
         (``lock_in_transaction``)."""
 
     @abstractmethod
+    def remember_sql(self, values: Sequence[Statement]) -> tuple[list[Statement], list[Statement]]:
+        """Statements that evaluate each of ``values`` (SQL expressions and their arguments)
+        once, and how later statements of the same batch refer to each value.
+
+        Where the caller holds every writer off for the whole batch (``lock_in_transaction``)
+        the references may be the expressions themselves, evaluated again."""
+
+    @abstractmethod
     def plus_seconds_sql(self) -> str:
         """SQL for the database's now plus one bound number of seconds."""
 
@@ -217,11 +225,13 @@ class SqlStore(ABC):
         """SQL for whole seconds from the database's now until ``column``."""
 
     @abstractmethod
-    def upsert_lock_sql(self) -> str:
-        """Insert a lock, or take over the row if expired, or refresh it if ours (capped).
+    def upsert_lock_sql(self, condition: str) -> str:
+        """Insert a lock, or take over the row if expired, or refresh it if ours (capped);
+        nothing at all unless the SQL ``condition`` holds.
 
         Arguments: date, time, employee_id, client_id, first ttl (ttl capped by the maximum
-        hold), max hold, ttl, max hold. A new or taken-over row gets ``created_at`` = now; a
+        hold), the condition's, max hold, ttl, max hold. A new or taken-over row gets
+        ``created_at`` = now; a
         refresh sets ``expires_at`` to ``LEAST(now + ttl, created_at + max hold)`` and is
         skipped once ``created_at + max hold <= now``; a live row of another holder, unchanged.
         Every assignment must read only the row's values before the statement, whatever the
@@ -347,8 +357,8 @@ class SqlStore(ABC):
 
         The single upsert statement decides, atomically in the database, who holds the slot
         (an expired row is taken over inside it, a refresh is capped at ``created_at +
-        max_hold_seconds``); the read before it refuses booked slots and holders at their
-        limits, the read after it says who won.
+        max_hold_seconds``); the reads of its condition refuse booked slots and holders at
+        their limits, the read after it says who won.
 
         The limits are counts of other rows, and two requests of one holder could both count
         before either writes. So the count and the write of one holder run under one lock
@@ -359,10 +369,9 @@ class SqlStore(ABC):
         excludes every other writer. Different slots of different holders never wait for
         each other; racers for one slot are decided by the upsert.
 
-        Two round trips on MySQL (``Tx.batch``): the named lock and the read, then the upsert,
-        the read-back and the release; only the second can change data, so a timeout during
-        the first is never an unknown outcome. A refusal by the read gives the named lock
-        back in a third.
+        One round trip on MySQL (``Tx.batch``): the named lock, the read into session
+        variables, the upsert guarded by them, the read-back of them and of the row, the
+        release. A refusal writes nothing: the upsert's condition is false.
         """
         if owner is not None and (not owner or not client_id.endswith(f"~{owner}")):
             raise ValueError(f"client id {client_id!r} does not carry the owner tag {owner!r}")
@@ -374,74 +383,84 @@ class SqlStore(ABC):
         key = (slot.date, f"{slot.time}:00", slot.employee_id)
         locks, now = self.locks, self.now_sql
         elsewhere = f"expires_at > {now} AND NOT (date = %s AND time = %s AND employee_id = %s)"
-        counts = [f"(SELECT COUNT(*) FROM {locks} WHERE client_id = %s AND {elsewhere})"]  # noqa: S608
-        args: list[Any] = [f"{slot.date} {slot.time}:00", slot.employee_id, client_id, *key]
-        if owner is not None:
-            counts.append(
-                f"(SELECT COUNT(*) FROM {locks} WHERE client_id LIKE %s ESCAPE '!'"  # noqa: S608
-                f" AND {elsewhere})"
-            )
-            args.extend((f"%~{like_escape(owner)}", *key))
         holder = owner if owner is not None else client_id
         serial = self.holder_lock_sql(holder)
         take, taken, give = serial if serial is not None else (None, "1", None)
-        checks: Statement = (
-            f"SELECT {taken}, EXISTS (SELECT 1 FROM {self.appointments}"  # noqa: S608
-            f" WHERE appointment_date = %s AND employee_id = %s AND {self.not_cancelled}),"
-            f" {', '.join(counts)}",
-            args,
-        )
-        created = f"COALESCE(created_at, {now})"
+        values: list[Statement] = [
+            (taken, ()),
+            (
+                f"EXISTS (SELECT 1 FROM {self.appointments} WHERE appointment_date = %s"  # noqa: S608
+                f" AND employee_id = %s AND {self.not_cancelled})",
+                (f"{slot.date} {slot.time}:00", slot.employee_id),
+            ),
+            (
+                f"(SELECT COUNT(*) FROM {locks} WHERE client_id = %s AND {elsewhere})",  # noqa: S608
+                (client_id, *key),
+            ),
+        ]
+        if owner is not None:
+            values.append(
+                (
+                    f"(SELECT COUNT(*) FROM {locks} WHERE client_id LIKE %s ESCAPE '!'"  # noqa: S608
+                    f" AND {elsewhere})",
+                    (f"%~{like_escape(owner)}", *key),
+                )
+            )
+        remember, refs = self.remember_sql(values)
+        allowed = [f"{refs[0][0]} = 1", f"NOT {refs[1][0]}", f"{refs[2][0]} < %s"]
+        allowed_args: list[Any] = [*refs[0][1], *refs[1][1], *refs[2][1], hold_limit]
+        if owner is not None:
+            allowed.append(f"{refs[3][0]} < %s")
+            allowed_args.extend((*refs[3][1], owner_limit))
         upsert: Statement = (
-            self.upsert_lock_sql(),
-            (*key, client_id, min(ttl_seconds, cap), cap, ttl_seconds, cap),
+            self.upsert_lock_sql(" AND ".join(allowed)),
+            (*key, client_id, min(ttl_seconds, cap), *allowed_args, cap, ttl_seconds, cap),
         )
-        winner: Statement = (
-            f"SELECT client_id, {self.seconds_left_sql('expires_at')},"  # noqa: S608
+        created = f"COALESCE(held.created_at, {now})"
+        readback: Statement = (
+            f"SELECT {', '.join(sql for sql, _ in refs)}, held.client_id,"  # noqa: S608
+            f" {self.seconds_left_sql('held.expires_at')},"
             f" {self.add_seconds_sql(created)} <= {now}"
-            f" FROM {locks} WHERE date = %s AND time = %s AND employee_id = %s",
-            (cap, *key),
+            f" FROM (SELECT 1 AS one) AS probe LEFT JOIN {locks} AS held"
+            " ON held.date = %s AND held.time = %s AND held.employee_id = %s",
+            (*(arg for _, args in refs for arg in args), cap, *key),
         )
+        statements = [
+            *([take] if take else []),
+            *remember,
+            upsert,
+            readback,
+            *([give] if give else []),
+        ]
+        checked = len(values)
 
-        def refusal(row: Row) -> LockOutcome | None:
-            _, booked, held, *owned = row
+        async def work(tx: Tx) -> LockOutcome:
+            try:
+                results = await tx.batch(statements, write=True)
+            except BaseException:
+                if take is not None:  # the session may still hold the named lock: close it
+                    tx.discard = True
+                raise
+            row = results[statements.index(readback)].rows[0]
+            if row[0] != 1:  # the holder's lock was not ours in time: nothing was written
+                raise StoreUnavailable(
+                    f"acquire_lock: another request of {holder!r} holds its lock"
+                )
+            _, booked, held, *owned = row[:checked]
             if booked:
                 return LockOutcome(False, 0, SLOT_BOOKED)
             if held >= hold_limit:
                 return LockOutcome(False, 0, HOLD_LIMIT)
             if owned and owned[0] >= owner_limit:
                 return LockOutcome(False, 0, ADDRESS_LIMIT)
-            return None
-
-        async def work(tx: Tx) -> LockOutcome:
-            first = await tx.batch([take, checks] if take is not None else [checks])
-            row = first[-1].rows[0]
-            if row[0] != 1:  # the holder's lock was not ours in time: nothing was written
-                raise StoreUnavailable(
-                    f"acquire_lock: another request of {holder!r} holds its lock"
-                )
-            try:
-                refused = refusal(row)
-                if refused is not None:
-                    if give is not None:
-                        await tx.batch([give])
-                    return refused
-                rest = await tx.batch(
-                    [upsert, winner, give] if give is not None else [upsert, winner], write=True
-                )
-            except BaseException:
-                if take is not None:  # the session may still hold the named lock: close it
-                    tx.discard = True
-                raise
-            if not rest[1].rows:  # deleted (by an admin or a sweep) in between: nobody holds it
+            holder_id, left, at_max = row[checked:]
+            if holder_id is None:  # deleted (by an admin or a sweep) in between: nobody holds it
                 return LockOutcome(False, 0, SLOT_LOCKED)
-            won = rest[1].rows[0]
-            holder_id, left, at_max = str(won[0]), int(won[1]), bool(won[2])
-            if holder_id != client_id:
-                return LockOutcome(False, max(left, 0), SLOT_LOCKED)
+            if str(holder_id) != client_id:
+                return LockOutcome(False, max(int(left), 0), SLOT_LOCKED)
             if at_max:  # our own hold, as old as it may get: not refreshed
-                return LockOutcome(False, max(left, 0), HOLD_MAX)
-            return LockOutcome(True, left)
+                return LockOutcome(False, max(int(left), 0), HOLD_MAX)
+            return LockOutcome(True, int(left))
 
         return await self.run("acquire_lock", work, write=self.lock_in_transaction)
 
@@ -461,13 +480,13 @@ class SqlStore(ABC):
         )
 
         async def work(tx: Tx) -> str | None:
-            # one round trip (on MySQL with the transaction's BEGIN) and the COMMIT; the read
-            # that says why nothing was deleted only when nothing was
+            # one autocommitted statement on MySQL; the read that says why nothing was
+            # deleted only when nothing was (a race in between changes only that reason)
             if await tx.run(*delete):
                 return None
             return NOT_HOLDER if await tx.one(*live) else NOT_LOCKED
 
-        return await self.run("release_lock", work, write=True)
+        return await self.run("release_lock", work, write=self.lock_in_transaction)
 
     async def release_client_locks(self, client_id: str) -> list[Slot]:
         """Delete every lock ``client_id`` holds; return the freed slots."""

@@ -206,6 +206,11 @@ class SQLiteStore(SqlStore):
         """Nothing more to hold: acquire_lock runs in BEGIN IMMEDIATE (lock_in_transaction)."""
         return None
 
+    def remember_sql(self, values: Sequence[Statement]) -> tuple[list[Statement], list[Statement]]:
+        """Nothing to run first: inside BEGIN IMMEDIATE nobody else writes, so each value is
+        its expression again."""
+        return [], list(values)
+
     def plus_seconds_sql(self) -> str:
         """``datetime('now', '+n seconds')``."""
         return "datetime('now', '+' || %s || ' seconds')"
@@ -218,15 +223,16 @@ class SQLiteStore(SqlStore):
         """Whole seconds from now until ``column``."""
         return f"CAST(ROUND((julianday({column}) - julianday('now')) * 86400) AS INTEGER)"
 
-    def upsert_lock_sql(self) -> str:
+    def upsert_lock_sql(self, condition: str) -> str:
         """SQLite evaluates every SET expression on the old row (``{locks}.column``)."""
         locks = self.locks
         expired = f"{locks}.expires_at <= datetime('now')"
         created = f"COALESCE({locks}.created_at, datetime('now'))"
         return (
-            f"INSERT INTO {locks}"  # noqa: S608
+            f"INSERT INTO {locks}"
             " (date, time, employee_id, client_id, expires_at, created_at)"
-            f" VALUES (%s, %s, %s, %s, {self.plus_seconds_sql()}, datetime('now'))"
+            f" SELECT %s, %s, %s, %s, {self.plus_seconds_sql()}, datetime('now')"
+            f" WHERE {condition}"  # a WHERE also keeps ON CONFLICT from reading as a join
             " ON CONFLICT (date, time, employee_id) DO UPDATE SET"
             f" client_id = CASE WHEN {expired} OR {locks}.client_id = excluded.client_id"
             f" THEN excluded.client_id ELSE {locks}.client_id END,"
