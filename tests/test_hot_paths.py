@@ -70,37 +70,40 @@ async def mysql_store(mysql_database: str, settings: Settings) -> AsyncIterator[
 
 
 @pytest.mark.parametrize("backend", ["mysql"])
-async def test_a_lock_and_an_unlock_are_two_round_trips_each(
+async def test_a_lock_and_an_unlock_are_one_round_trip_each(
     mysql_store: MySQLStore, queries: list[str]
 ) -> None:
     owner = "a1"
     outcome = await mysql_store.acquire_lock(SLOT, f"c~{owner}", 600, 2, owner=owner, owner_limit=3)
     assert outcome.acquired
-    assert len(queries) == 2
-    assert queries[0].startswith("SET @appointease_held = GET_LOCK(")
-    assert "INSERT INTO" not in queries[0]
-    assert "ON DUPLICATE KEY UPDATE" in queries[1] and "RELEASE_LOCK(" in queries[1]
+    assert len(queries) == 1
+    statements = queries[0].split("; ")
+    assert statements[0].startswith("SET @appointease_held = GET_LOCK(")
+    assert " INTO @appointease_v0, " in statements[1]  # the counts, read before the write
+    assert "ON DUPLICATE KEY UPDATE" in statements[2] and "@appointease_v" in statements[2]
+    assert statements[-1].startswith("DO RELEASE_LOCK(")
     queries.clear()
     assert await mysql_store.release_lock(SLOT, f"c~{owner}") is None
-    assert [q.split(";")[0] for q in queries] == ["BEGIN", "COMMIT"]  # BEGIN rode along
+    assert len(queries) == 1 and queries[0].startswith("DELETE FROM")  # autocommitted
     queries.clear()
     await mysql_store.room_state(SLOT.room)
     assert len(queries) == 1  # booked and held times in one query
 
 
 @pytest.mark.parametrize("backend", ["mysql"])
-async def test_a_refusal_by_the_read_gives_the_named_lock_back(
+async def test_a_refusal_writes_nothing_and_gives_the_named_lock_back(
     mysql_store: MySQLStore, queries: list[str]
 ) -> None:
-    """Refused before the upsert (the owner is at its limit): nothing written, and the named
-    lock is released on the same connection, which goes back to the pool and is reused."""
+    """Refused by the counts (the owner is at its limit): the guarded upsert writes nothing,
+    and the named lock is released in the same round trip, on a connection that goes back
+    to the pool and is reused."""
     assert (await mysql_store.acquire_lock(SLOT, "c~o", 600, 2, owner="o", owner_limit=1)).acquired
     queries.clear()
     other = Slot(DAY, "11:00", 3)
     refused = await mysql_store.acquire_lock(other, "d~o", 600, 2, owner="o", owner_limit=1)
     assert refused.reason == ADDRESS_LIMIT
-    assert len(queries) == 2 and queries[1].startswith("DO RELEASE_LOCK(")
-    assert not any("INSERT" in q for q in queries)
+    assert len(queries) == 1 and queries[0].endswith(")") and "DO RELEASE_LOCK(" in queries[0]
+    assert (await mysql_store.room_state(other.room)).locked == ["10:00"]  # not 11:00
     assert mysql_store.pool.discarded == 0
     # the same owner locks again at once: its named lock is free
     assert (await mysql_store.release_lock(SLOT, "c~o")) is None
