@@ -16,6 +16,7 @@ import jwt
 import pytest
 from aiohttp.test_utils import TestClient
 
+from appointease_realtime import transport
 from appointease_realtime.auth import AUDIENCE
 from appointease_realtime.store import Store
 from tests.conftest import TOKEN_SECRET, token_for
@@ -246,45 +247,84 @@ async def test_oversized_frame_closes_with_1009(connect: Connect) -> None:
     assert msg.type == aiohttp.WSMsgType.CLOSE and sock.ws.close_code == 1009
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="daemon bug: after its 1009 close the daemon (aiohttp's WebSocketResponse.receive"
-    " -> close(), whose wait for the peer's close fails at once on the errored reader) closes"
-    " the TCP connection with the rest of the frame unread, so the peer's next bytes meet a"
-    " reset; a browser still writing the frame reports 1006 instead of 1009, and its client"
-    " reconnects instead of stopping (tests/browser/test_client_reconnect.py). It needs a"
-    " lingering close: shut down writing, read and drop until the peer's close or a time box.",
-)
-async def test_an_oversized_frame_is_closed_with_1009_and_no_reset(
-    client: TestClient[Any, Any],
-) -> None:
-    """A peer that is still sending its oversized frame when the daemon refuses it must be
-    able to finish writing, read the 1009 and close in order, as a browser does."""
-    port = client.server.port
-    assert port is not None
+async def refused_in_order(port: int, frame: bytes, split: int, code: int) -> list[str]:
+    """Send ``frame[:split]``, read the close frame with ``code``, then, as a browser still
+    writing would, send the rest and a close frame, and read to the end. Returns the socket
+    errors met (a reset shows as one); none means an orderly end (FIN)."""
     peer = RawPeer(port, receive_buffer=1 << 20)
     await peer.open()
-    frame = client_frame(json.dumps({"type": "ping", "pad": "x" * 1_000_000}).encode())
     loop = asyncio.get_running_loop()
-    await loop.sock_sendall(peer.sock, frame[:80_000])  # past 64 KB: refused from here on
+    close_frame = b"\x88\x02" + code.to_bytes(2, "big")
+    await loop.sock_sendall(peer.sock, frame[:split])  # refused from here on
     received = b""
     async with asyncio.timeout(5):
-        while b"\x88\x02\x03\xf1" not in received:  # the close frame with 1009
+        while close_frame not in received:
             chunk = await loop.sock_recv(peer.sock, 65536)
-            assert chunk, f"closed without a 1009 close frame: {received[-20:]!r}"
+            assert chunk, f"closed without a {code} close frame: {received[-20:]!r}"
             received += chunk
     await asyncio.sleep(0.5)  # the daemon has answered and moved on
     problems = []
     try:
-        await loop.sock_sendall(peer.sock, frame[80_000:])  # the browser finishes its frame
-        await loop.sock_sendall(peer.sock, client_frame(b"\x03\xf1", opcode=8))  # and closes
+        await loop.sock_sendall(peer.sock, frame[split:])  # the browser finishes writing
+        await loop.sock_sendall(peer.sock, client_frame(close_frame[2:], opcode=8))  # and closes
         async with asyncio.timeout(5):
             while chunk := await loop.sock_recv(peer.sock, 65536):
                 received += chunk
     except OSError as exc:
         problems.append(repr(exc))
     peer.close()
+    return problems
+
+
+async def test_an_oversized_frame_is_closed_with_1009_and_no_reset(
+    client: TestClient[Any, Any],
+) -> None:
+    """A peer that is still sending its oversized frame when the daemon refuses it must be
+    able to finish writing, read the 1009 and close in order, as a browser does (aiohttp
+    closes with the rest of the frame unread; without the daemon's lingering close the kernel
+    answers the peer's next bytes with a reset, and browsers report 1006)."""
+    assert client.server.port is not None
+    frame = client_frame(json.dumps({"type": "ping", "pad": "x" * 1_000_000}).encode())
+    problems = await refused_in_order(client.server.port, frame, 80_000, 1009)
     assert problems == [], problems  # an orderly end (FIN), not a reset
+
+
+async def test_a_frame_not_utf8_is_closed_with_1007_and_no_reset(
+    client: TestClient[Any, Any],
+) -> None:
+    """The same for 1007: frames the peer sent after its broken one are unread when the
+    daemon closes, and must not turn the close into a reset."""
+    assert client.server.port is not None
+    pings = b"".join(client_frame(b'{"type": "ping"}') for _ in range(50_000))
+    frame = client_frame(b'{"type": "\xff\xfe"}') + pings  # not UTF-8, then ~1 MB more
+    problems = await refused_in_order(client.server.port, frame, 80_000, 1007)
+    assert problems == [], problems
+
+
+async def test_the_lingering_close_is_bounded_in_time(
+    client: TestClient[Any, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A peer that keeps sending after its 1009 and never closes keeps the socket only for
+    LINGER_SECONDS: then the daemon lets go (its next bytes meet a reset)."""
+    monkeypatch.setattr(transport, "LINGER_SECONDS", 0.5)
+    assert client.server.port is not None
+    peer = RawPeer(client.server.port, receive_buffer=1 << 20)
+    await peer.open()
+    loop = asyncio.get_running_loop()
+    await loop.sock_sendall(peer.sock, client_frame(b"x" * 70_000))
+    received = b""
+    async with asyncio.timeout(5):
+        while b"\x88\x02\x03\xf1" not in received:
+            received += await loop.sock_recv(peer.sock, 65536)
+    began = loop.time()
+    with pytest.raises((ConnectionResetError, BrokenPipeError)):  # the daemon let go: a reset
+        async with asyncio.timeout(5):
+            while True:
+                await loop.sock_sendall(peer.sock, b"y" * 1000)
+                await asyncio.sleep(0.02)
+    took = loop.time() - began
+    peer.close()
+    assert 0.3 < took < 1.5, took
 
 
 async def test_connections_per_address_are_capped(make_client: Callable[..., Any]) -> None:

@@ -1,10 +1,12 @@
 """Transport against real aiohttp sockets: the fast path is the one taken, the queue keeps
-order when forced, frames are framed right at every length, and a close never lingers."""
+order when forced, frames are framed right at every length, a close never lingers, and a
+lingering close (after a refused frame) ends in order yet within its bounds."""
 
 from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import os
 import socket
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -15,7 +17,7 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
-from appointease_realtime.transport import Outbound, wire
+from appointease_realtime.transport import Outbound, linger, wire
 
 Serve = Callable[..., Awaitable[tuple[TestServer, list[Outbound]]]]
 
@@ -133,3 +135,54 @@ async def test_a_slow_consumer_is_cut_off_within_the_close_time_box() -> None:
     finally:
         peer.close()
         await server.close()
+
+
+async def test_a_lingering_close_sends_fin_drops_what_comes_and_ends_with_the_peer() -> None:
+    """The peer reads EOF at once (FIN: our side is done), may still send (it is read and
+    dropped), and when it closes too the linger ends, long before its time box."""
+    loop = asyncio.get_running_loop()
+    ours, theirs = socket.socketpair()
+    theirs.setblocking(False)
+    ours.sendall(b"close frame")
+    lingering = loop.create_task(linger(ours, seconds=30))
+    assert await loop.sock_recv(theirs, 100) == b"close frame"
+    assert await loop.sock_recv(theirs, 100) == b""  # FIN after what was written
+    await loop.sock_sendall(theirs, b"x" * 300_000)  # the rest of its frame, then its close
+    theirs.close()
+    dropped = await asyncio.wait_for(lingering, 5)
+    assert dropped == 300_000
+    assert ours.fileno() == -1  # closed
+
+
+async def test_a_lingering_close_is_cut_off_in_time() -> None:
+    """A peer that neither closes nor stops sending keeps the socket for ``seconds`` only."""
+    loop = asyncio.get_running_loop()
+    ours, theirs = socket.socketpair()
+    theirs.setblocking(False)
+    began = loop.time()
+    lingering = loop.create_task(linger(ours, seconds=0.3))
+    await loop.sock_sendall(theirs, b"x" * 1000)
+    await asyncio.wait_for(lingering, 5)
+    assert 0.25 < loop.time() - began < 2.0
+    assert ours.fileno() == -1
+    theirs.close()
+
+
+async def test_a_lingering_close_drops_no_more_than_its_byte_bound() -> None:
+    """A peer sending as fast as it can is cut off after ``max_bytes``, whatever the time."""
+    loop = asyncio.get_running_loop()
+    ours, theirs = socket.socketpair()
+    theirs.setblocking(False)
+    lingering = loop.create_task(linger(ours, seconds=30, max_bytes=200_000))
+
+    async def flood() -> None:
+        with contextlib.suppress(OSError):
+            while True:
+                await loop.sock_sendall(theirs, b"x" * 65536)
+
+    flooding = loop.create_task(flood())
+    dropped = await asyncio.wait_for(lingering, 5)
+    assert 200_000 <= dropped < 200_000 + 65536
+    assert ours.fileno() == -1
+    await asyncio.wait_for(flooding, 5)  # it meets the closed socket
+    theirs.close()

@@ -1,10 +1,12 @@
 """One client's output: frames built once, written straight to the socket while the client
-keeps up, else queued (bounded) for one writer task; every close time-boxed, then aborted.
+keeps up, else queued (bounded) for one writer task; every close time-boxed, then aborted;
+a close for a refused frame ends the connection in order (``Outbound.linger_after``).
 
 Server frames are never masked (RFC 6455, 5.1), so a fan-out builds one frame's bytes and
 writes the same bytes to every watcher's transport: no per-socket framing, no task step.
 Only public aiohttp API is used: ``request.transport``, ``ws.closed``, ``ws.send_frame`` and
-``ws.close``; the frame header is this module's own (a text frame, FIN set, no RSV bits).
+``ws.close``; the frame header is this module's own (a text frame, FIN set, no RSV bits). The
+lingering close uses asyncio's public ``get_extra_info("socket")``.
 """
 
 from __future__ import annotations
@@ -12,10 +14,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import socket
 import struct
 from typing import NamedTuple
 
-from aiohttp import WSMsgType, web
+from aiohttp import WebSocketError, WSMsgType, web
 
 log = logging.getLogger(__name__)
 
@@ -23,6 +26,9 @@ OUTBOUND_LIMIT = 256  # frames queued for one client before it counts as a slow 
 DIRECT_WRITE_BUFFER_LIMIT = 64 * 1024  # past this many unsent bytes, frames wait in the queue
 CLOSE_TIMEOUT_SECONDS = 2.0  # a close handshake longer than this is cut: the transport aborts
 CLOSE_SLOW_CONSUMER = 1013  # "try again later": the client reconnects and resyncs
+LINGER_SECONDS = 2.0  # after a refused frame, the peer's bytes are read and dropped this long
+LINGER_BYTES = 8 * 1024 * 1024  # ... and no more than this many of them
+_DISCARD_CHUNK = 64 * 1024
 
 _FIN_TEXT = 0x80 | WSMsgType.TEXT
 _SHORT = struct.Struct("!BB").pack
@@ -54,6 +60,36 @@ def wire_bytes(payload: bytes) -> Wire:
     return Wire(payload, header + payload)
 
 
+_lingering: set[asyncio.Task[int]] = set()  # lingering closes, referenced while they run
+
+
+async def linger(
+    sock: socket.socket, seconds: float = LINGER_SECONDS, max_bytes: int = LINGER_BYTES
+) -> int:
+    """Close ``sock`` in order, the peer still sending: shut down writing (FIN, after what was
+    written), then read and drop what the peer sends until it closes its side too, for at most
+    ``seconds`` and ``max_bytes`` (into one scratch buffer: nothing is kept); then close it.
+    Past either bound the peer gets what it would have got at once: a reset. Returns the
+    number of bytes dropped."""
+    loop = asyncio.get_running_loop()
+    sink = bytearray(_DISCARD_CHUNK)
+    dropped = 0
+    try:
+        sock.setblocking(False)
+        sock.shutdown(socket.SHUT_WR)
+        async with asyncio.timeout(seconds):
+            while dropped < max_bytes:
+                count = await loop.sock_recv_into(sock, sink)
+                if not count:
+                    break  # the peer has closed its side: an orderly end
+                dropped += count
+    except (TimeoutError, OSError):
+        pass
+    finally:
+        sock.close()
+    return dropped
+
+
 class Outbound:
     """Writes one client's frames in order; overflow closes the socket, never blocks the hub.
 
@@ -69,6 +105,7 @@ class Outbound:
         "closing",
         "direct",
         "limit",
+        "lingering",
         "overflowed",
         "queue",
         "queued",
@@ -99,6 +136,7 @@ class Outbound:
         self.started = False
         self.writer: asyncio.Task[None] | None = None
         self.closing: asyncio.Task[None] | None = None
+        self.lingering: asyncio.Task[int] | None = None  # the lingering close, once started
 
     def start(self) -> None:
         """Let queued frames be written (by a writer task, started when a frame first waits)."""
@@ -171,6 +209,41 @@ class Outbound:
         """Drop the connection at once, unsent bytes and all."""
         if self.transport is not None:
             self.transport.abort()
+
+    def linger_after(self, error: object) -> None:
+        """After aiohttp's close for a frame it refused (``error``, from an ``ERROR`` message:
+        1002, 1007, 1009), end the connection in order: a lingering close (``linger``).
+
+        aiohttp has sent its close frame and called ``transport.close()`` with the rest of the
+        peer's frame unread; asyncio closes its socket on the next turn of the loop, and a socket
+        closed with bytes unread (or receiving more) is answered by the kernel with a reset, which
+        can destroy the close frame before the peer reads it: browsers then report 1006, not the
+        code. A second handle on the socket, taken here (so call this in the same step as the
+        ``ERROR`` message arrives), keeps the kernel's socket alive once asyncio lets go, and a
+        task of its own lingers on it. TLS sockets are left to asyncio's own TLS shutdown.
+        """
+        transport = self.transport
+        if not isinstance(error, WebSocketError) or transport is None or self.lingering is not None:
+            return
+        if transport.get_extra_info("sslcontext") is not None or transport.get_write_buffer_size():
+            return  # TLS has its own shutdown; a peer not reading its close frame gets no favour
+        sock = transport.get_extra_info("socket")
+        if sock is None:
+            return
+        try:
+            held: socket.socket = sock.dup()
+        except OSError:  # already closed: nothing left to save
+            return
+        task = asyncio.get_running_loop().create_task(linger(held, LINGER_SECONDS, LINGER_BYTES))
+        _lingering.add(task)
+        task.add_done_callback(_lingering.discard)
+        self.lingering = task
+
+    async def lingered(self) -> None:
+        """Wait for a lingering close to end. Shielded: a handler cancelled because asyncio has
+        let go of the connection (``handler_cancellation``) leaves the linger running."""
+        if self.lingering is not None:
+            await asyncio.shield(self.lingering)
 
     async def stop(self) -> None:
         """Stop the writer task."""

@@ -36,7 +36,7 @@ log = logging.getLogger(__name__)
 MAX_FRAME_BYTES = 64 * 1024
 HEARTBEAT_SECONDS = 30.0  # a peer that misses a pong is dropped within 45 s
 
-TEXT, BINARY = WSMsgType.TEXT, WSMsgType.BINARY
+TEXT, BINARY, ERROR = WSMsgType.TEXT, WSMsgType.BINARY, WSMsgType.ERROR
 
 routes = web.RouteTableDef()
 
@@ -125,9 +125,12 @@ async def _serve_socket(
                 pending = handle(node, conn, msg.data)  # a ping is answered by now
                 if pending is not None:
                     await pending
+            elif msg.type is ERROR:  # a refused frame (1002, 1007, 1009): aiohttp has closed
+                outbound.linger_after(msg.data)  # now, before asyncio drops the socket
     finally:
         await outbound.stop()
         await node.disconnect(conn)
+        await outbound.lingered()  # the socket's slot of its address is free once it is gone
     return ws
 
 

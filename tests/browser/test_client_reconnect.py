@@ -159,20 +159,12 @@ async def test_a_slow_consumer_close_reconnects_and_resumes(browser: Any) -> Non
     assert errors == []
 
 
-@pytest.mark.xfail(
-    strict=False,  # timing decides, so not strict; tests/test_security.py reproduces it always
-    reason="daemon bug: a browser rarely sees the 1009. On a frame over MAX_FRAME_BYTES"
-    " aiohttp's WebSocketResponse.receive() calls close(code=1009): it sends the close frame,"
-    " then its wait for the peer's close reads the errored reader, fails at once and closes"
-    " the transport with the rest of the frame unread, so the kernel answers with a reset."
-    " Chromium, still writing the frame, mostly fails the socket with 1006 (70 KB frames: 20"
-    " of 20 here), and realtime-client.js then reconnects instead of emitting the documented"
-    " `fatal` (the same path serves 1007).",
-)
 @pytest.mark.parametrize("backend", ["sqlite"])
 async def test_a_real_daemon_closes_an_oversized_frame_with_1009_and_the_client_stays_down(
     browser: Any, daemon: Daemon
 ) -> None:
+    """Chromium, still writing its frame when the daemon refuses it, reads the 1009 (the
+    daemon's lingering close: no reset) and realtime-client.js emits `fatal`, not a retry."""
     page = await browser.new_page()
     errors: list[str] = []
     page.on("pageerror", lambda exc: errors.append(str(exc)))
@@ -208,7 +200,7 @@ async def test_a_real_daemon_closes_an_oversized_frame_with_1009_and_the_client_
     }""",
         daemon.ws_url + "/",
     )
-    assert out["codes"] == [1009] * 8, out  # today: mostly 1006
+    assert out["codes"] == [1009] * 8, out  # not 1006: the daemon's close is not a reset
     assert out == {
         "codes": [1009] * 8,
         "code": 1009,
