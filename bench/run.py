@@ -184,6 +184,8 @@ def figure_keys() -> list[str]:
     keys += ["lock_driver_per_s", "lock_driver_p50_ms", "lock_driver_p99_ms"]
     keys += ["lock_saturation_vs_driver"]
     keys += ["lock_open_loop_rate_per_s", "lock_open_loop_p50_ms", "lock_open_loop_p99_ms"]
+    keys += ["lock_driver_open_loop_p50_ms", "lock_driver_open_loop_p99_ms"]
+    keys += ["lock_open_loop_p50_vs_driver", "lock_open_loop_p99_vs_driver"]
     for n in FULL.fanout_watchers:
         for who in ("fanout", "floor_fanout"):
             keys += [f"{who}_p50_ms_{n}", f"{who}_p99_ms_{n}"]
@@ -713,14 +715,9 @@ class Bench:
             f" p99 {self.figures['lock_open_loop_p99_ms']} ms"
         )
 
-    async def lock_driver(self) -> None:
-        """The same closed loop straight on the daemon's store (its statements, its pool), in a
-        process of its own with the daemon's environment (``python -m bench.lock_driver``)."""
-        p, n = self.profile, self.profile.lock_clients
-        argv = [sys.executable, "-m", "bench.lock_driver", "--clients", str(n)]
-        argv += ["--seconds", str(p.lock_seconds), "--warmup", str(p.lock_warmup)]
-        argv += ["--date", DRIVER_DAY, "--employee-base", str(DRIVER_EMPLOYEE_BASE)]
-        wall0, (busy0, _) = time.monotonic(), machine_busy()
+    async def run_driver(self, *options: str) -> dict[str, Any]:
+        """``python -m bench.lock_driver`` with the daemon's environment; its JSON answer."""
+        argv = [sys.executable, "-m", "bench.lock_driver", *options]
         proc = await asyncio.create_subprocess_exec(
             *argv,
             env=self.daemon_env(),
@@ -731,7 +728,19 @@ class Bench:
         out, err = await proc.communicate()
         if proc.returncode != 0:
             raise RuntimeError(f"lock driver failed: {err.decode(errors='replace')[-2000:]}")
-        got = json.loads(out)
+        got: dict[str, Any] = json.loads(out)
+        return got
+
+    async def lock_driver(self) -> None:
+        """The same closed loop straight on the daemon's store (its statements, its pool), in a
+        process of its own with the daemon's environment; then the same open loop."""
+        p, n = self.profile, self.profile.lock_clients
+        wall0, (busy0, _) = time.monotonic(), machine_busy()
+        got = await self.run_driver(
+            *("--clients", str(n), "--seconds", str(p.lock_seconds)),
+            *("--warmup", str(p.lock_warmup), "--date", DRIVER_DAY),
+            *("--employee-base", str(DRIVER_EMPLOYEE_BASE)),
+        )
         wall = time.monotonic() - wall0
         locks = got["lock"]
         rate = len(locks) / p.lock_seconds
@@ -755,6 +764,26 @@ class Bench:
         progress(
             f"lock driver loop, {n} tasks, pool {got['db_pool_size']}: {rate:,.0f} locks/s,"
             f" p50 {self.figures['lock_driver_p50_ms']} ms"
+        )
+        target = self.figures.get("lock_open_loop_rate_per_s")
+        if not target:
+            return
+        got = await self.run_driver(
+            *("--clients", str(n), "--rate", str(target), "--seconds", str(p.open_loop_seconds)),
+            *("--date", DRIVER_DAY, "--employee-base", str(OPEN_EMPLOYEE_BASE + 50000)),
+        )
+        locks = got["lock"]
+        for q, at in (("p50", 50), ("p99", 99)):
+            self.figures[f"lock_driver_open_loop_{q}_ms"] = ms(percentile(locks, at))
+            self.figures[f"lock_open_loop_{q}_vs_driver"] = ratio(
+                self.figures.get(f"lock_open_loop_{q}_ms"), ms(percentile(locks, at))
+            )
+        if got["refused"]:
+            self.notes.append(f"lock driver open loop: {got['refused']} locks refused")
+        progress(
+            f"lock driver open loop at {target:,.0f}/s: p50"
+            f" {self.figures['lock_driver_open_loop_p50_ms']} ms,"
+            f" p99 {self.figures['lock_driver_open_loop_p99_ms']} ms"
         )
 
     # -- room events --
@@ -1233,6 +1262,8 @@ def table(result: dict[str, Any]) -> str:
             f"lock round trip {q}, open loop at {at} ({share:.0%} of saturation)",
             f"lock_open_loop_{q}_ms",
             "ms",
+            ("store open loop, same rate", f"lock_driver_open_loop_{q}_ms"),
+            f"lock_open_loop_{q}_vs_driver",
         )
     for q in ("p50", "p99"):
         row(f"lock round trip {q}, 1 client", f"lock_single_{q}_ms", "ms")
