@@ -9,59 +9,28 @@ from __future__ import annotations
 
 import base64
 import json
-import os
 import secrets
-import shutil
-import subprocess
 import time
 from datetime import UTC, datetime
-from pathlib import Path
 
 import pytest
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
-SIGNER = (
-    Path(__file__).resolve().parent.parent
-    / "wp-bridge"
-    / "appointease-realtime-bridge"
-    / "includes"
-    / "class-signer.php"
-)
+from tests.bridge_php import run_php
 
-# Reads one JSON request from stdin, answers one JSON line on stdout.
-PHP_SCRIPT = r"""
-define('APPOINTEASE_RT_STANDALONE', true);
-require $argv[1];
-$in = json_decode(stream_get_contents(STDIN), true);
+# One request per call: the answer to ``$in`` (sign, or verify) appended to ``$out``.
+PHP_HANDLER = r"""
 $signer = new AppointEase_RT_Signer($in['secret']);
 if ($in['op'] === 'sign') {
-    echo json_encode(['signature' => $signer->sign($in['id'], $in['timestamp'], $in['body'])]);
+    $out[] = ['signature' => $signer->sign($in['id'], $in['timestamp'], $in['body'])];
 } else {
-    echo json_encode(['valid' => $signer->verify($in['headers'], $in['body'])]);
+    $out[] = ['valid' => $signer->verify($in['headers'], $in['body'])];
 }
 """
 
 
-def _php() -> str:
-    php = shutil.which("php")
-    if php is None:
-        reason = "the php CLI is not installed (apt-get install php-cli)"
-        if os.environ.get("CI", "").lower() == "true":
-            pytest.fail(f"{reason}; it is required when CI=true")
-        pytest.skip(reason)
-    return php
-
-
 def _run_php(request: dict[str, object]) -> dict[str, object]:
-    result = subprocess.run(
-        [_php(), "-r", PHP_SCRIPT, str(SIGNER)],
-        input=json.dumps(request),
-        capture_output=True,
-        text=True,
-        timeout=30,
-        check=True,
-    )
-    answer: dict[str, object] = json.loads(result.stdout)
+    answer: dict[str, object] = run_php("class-signer.php", PHP_HANDLER, [request])[0]
     return answer
 
 
