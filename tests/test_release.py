@@ -3,6 +3,7 @@ outside the checkout, the sdist's contents, and the versions every part reports.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import re
 import subprocess
@@ -151,6 +152,23 @@ def test_installed_cli_version_genconfig_and_check(installed: Path, tmp_path: Pa
     before = cli(installed, "--env-file", "site.env", "check", cwd=tmp_path)
     assert before.returncode == 0 and before.stdout == checked.stdout
     assert sorted(p.name for p in tmp_path.iterdir()) == ["site.env"]  # check created nothing
+
+
+async def test_installed_init_db_creates_the_plugin_tables_from_the_packaged_schema(
+    installed: Path, tmp_path: Path, mysql_database: str
+) -> None:
+    (tmp_path / "site.env").write_text(
+        f"DB_HOST=127.0.0.1\nDB_USER=root\nDB_NAME={mysql_database}\n", encoding="utf-8"
+    )
+    made = await asyncio.to_thread(
+        cli, installed, "--env-file", "site.env", "init-db", cwd=tmp_path
+    )
+    assert made.returncode == 0, made.stdout + made.stderr
+    checked = await asyncio.to_thread(
+        cli, installed, "--env-file", "site.env", "check", cwd=tmp_path
+    )
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    assert "wp_appointease_slot_locks" in made.stdout and "wp_appointments" in made.stdout
 
 
 async def test_installed_daemon_serves_the_qa_page_and_client(

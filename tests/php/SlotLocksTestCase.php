@@ -12,20 +12,25 @@ use PHPUnit\Framework\TestCase;
 
 abstract class SlotLocksTestCase extends TestCase {
 
-	/** The lock table exactly as AppointEase creates it (shared/booking-block.md). */
-	protected const LOCKS_DDL = 'CREATE TABLE IF NOT EXISTS wp_appointease_slot_locks (
-		id mediumint(9) NOT NULL AUTO_INCREMENT,
-		date DATE NOT NULL,
-		time TIME NOT NULL,
-		employee_id mediumint(9) NOT NULL,
-		client_id VARCHAR(255) NOT NULL,
-		expires_at DATETIME NOT NULL,
-		created_at TIMESTAMP DEFAULT CURRENT_TIMESTAMP,
-		PRIMARY KEY (id),
-		UNIQUE KEY unique_slot (date, time, employee_id),
-		INDEX idx_expires (expires_at),
-		INDEX idx_client (client_id)
-	)';
+	/** AppointEase's two tables as the daemon ships them, {prefix} for the table prefix. */
+	protected const SCHEMA_FILE = __DIR__ . '/../../daemon/appointease_realtime/store/schema.mysql.sql';
+
+	/**
+	 * The lock table exactly as AppointEase creates it (shared/booking-block.md): the
+	 * wp_appointease_slot_locks statement of SCHEMA_FILE (its "--" lines dropped, split on ";").
+	 */
+	protected static function locks_ddl(): string {
+		$schema = file_get_contents( self::SCHEMA_FILE );
+		if ( false === $schema ) {
+			throw new RuntimeException( 'cannot read ' . self::SCHEMA_FILE );
+		}
+		foreach ( explode( ';', (string) preg_replace( '/^\s*--.*$/m', '', $schema ) ) as $statement ) {
+			if ( false !== strpos( $statement, '{prefix}appointease_slot_locks ' ) ) {
+				return str_replace( '{prefix}', 'wp_', trim( $statement ) );
+			}
+		}
+		throw new RuntimeException( 'no {prefix}appointease_slot_locks table in ' . self::SCHEMA_FILE );
+	}
 
 	/** @var string */
 	private $php_tz;
@@ -34,7 +39,7 @@ abstract class SlotLocksTestCase extends TestCase {
 		aert_require_db( $this );
 		global $wpdb;
 		$this->php_tz = date_default_timezone_get();
-		$wpdb->query( self::LOCKS_DDL );
+		$wpdb->query( self::locks_ddl() );
 		$wpdb->query( 'TRUNCATE TABLE wp_appointease_slot_locks' );
 	}
 

@@ -9,9 +9,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
+import re
 import socket
 from collections.abc import AsyncIterator, Awaitable, Sequence
 from contextlib import asynccontextmanager
+from importlib import resources
 from typing import Any, TypeVar
 
 import aiomysql
@@ -32,42 +34,31 @@ IDLE_RECYCLE = 240.0
 # failures after which a connection is not trusted again (a timeout leaves an answer unread)
 _CONNECTION_ERRORS = (TimeoutError, pymysql.err.OperationalError, pymysql.err.InterfaceError)
 
-APPOINTMENTS_DDL = """CREATE TABLE IF NOT EXISTS {prefix}appointments (
-  id mediumint(9) NOT NULL AUTO_INCREMENT,
-  name varchar(100) NOT NULL,
-  email varchar(100) NOT NULL,
-  phone varchar(20),
-  appointment_date datetime NOT NULL,
-  status varchar(20) DEFAULT 'confirmed',
-  service_id mediumint(9),
-  employee_id mediumint(9),
-  customer_id mediumint(9),
-  notes text,
-  payment_status varchar(20) DEFAULT 'pending',
-  total_amount decimal(10,2),
-  strong_id varchar(20) UNIQUE,
-  idempotency_key varchar(64) UNIQUE,
-  created_at datetime DEFAULT CURRENT_TIMESTAMP,
-  rescheduled_at datetime NULL,
-  original_date datetime NULL,
-  PRIMARY KEY (id),
-  INDEX idx_appointment_slot (appointment_date, employee_id),
-  INDEX idx_email_date (email, appointment_date)
-) DEFAULT CHARSET=utf8mb4"""
+# AppointEase's two tables (shared/booking-block.md), with ``{prefix}`` for the table prefix:
+# one file that the PHP tests read too. Read at import, so a package without it fails at once.
+SCHEMA_FILE = "schema.mysql.sql"
 
-LOCKS_DDL = """CREATE TABLE IF NOT EXISTS {prefix}appointease_slot_locks (
-  id mediumint(9) NOT NULL AUTO_INCREMENT,
-  date DATE NOT NULL,
-  time TIME NOT NULL,
-  employee_id mediumint(9) NOT NULL,
-  client_id VARCHAR(255) NOT NULL,
-  expires_at DATETIME NOT NULL,
-  created_at TIMESTAMP DEFAULT CURRENT_TIMESTAMP,
-  PRIMARY KEY (id),
-  UNIQUE KEY unique_slot (date, time, employee_id),
-  INDEX idx_expires (expires_at),
-  INDEX idx_client (client_id)
-) DEFAULT CHARSET=utf8mb4"""
+
+def schema_statements(text: str) -> dict[str, str]:
+    """The ``CREATE TABLE IF NOT EXISTS {prefix}<name>`` statements of ``text`` by ``<name>``.
+
+    Lines starting with ``--`` are dropped and the rest split on ``;``, as the PHP readers do.
+    """
+    body = "\n".join(line for line in text.splitlines() if not line.lstrip().startswith("--"))
+    statements: dict[str, str] = {}
+    for statement in filter(None, (part.strip() for part in body.split(";"))):
+        match = re.match(r"CREATE TABLE IF NOT EXISTS \{prefix\}(\w+) \(", statement)
+        if match is None:
+            raise ValueError(f"{SCHEMA_FILE}: not a CREATE TABLE IF NOT EXISTS: {statement[:60]!r}")
+        statements[match[1]] = statement
+    return statements
+
+
+_SCHEMA = schema_statements(
+    resources.files(__name__.rpartition(".")[0]).joinpath(SCHEMA_FILE).read_text(encoding="utf-8")
+)
+APPOINTMENTS_DDL = _SCHEMA["appointments"]
+LOCKS_DDL = _SCHEMA["appointease_slot_locks"]
 
 
 # ---- the only code that reads aiomysql internals ----

@@ -5,13 +5,21 @@
  * Usage: php install.php <docroot> <base_url> [--multisite]
  * Runs wp_install(), switches to the test theme (theme/aert-test-theme, copied
  * by the harness), creates AppointEase's two tables exactly as the plugin does
- * (shared/booking-block.md) and, with --multisite, the network tables of a
- * sub-directory network (wp-config.php gets MULTISITE afterwards). The bridge
- * is installed afterwards from its zip (install-plugin.php).
+ * (shared/booking-block.md; the statements of daemon/appointease_realtime/store/
+ * schema.mysql.sql, found from this file's place in the repository, not from the
+ * docroot) and, with --multisite, the network tables of a sub-directory network
+ * (wp-config.php gets MULTISITE afterwards). The bridge is installed afterwards
+ * from its zip (install-plugin.php).
  * Prints {"installed": true} as its last line.
  */
 
 $docroot        = $argv[1];
+$aert_schema    = dirname( __DIR__, 3 ) . '/daemon/appointease_realtime/store/schema.mysql.sql';
+$aert_sql       = is_readable( $aert_schema ) ? file_get_contents( $aert_schema ) : false;
+if ( false === $aert_sql ) {
+	fwrite( STDERR, "cannot read the plugin's schema: $aert_schema" . PHP_EOL );
+	exit( 1 );
+}
 $aert_multisite = in_array( '--multisite', $argv, true );
 $parts          = parse_url( $argv[2] );
 
@@ -36,44 +44,14 @@ if ( is_wp_error( $result ) ) {
 }
 
 global $wpdb;
-$p = $wpdb->prefix;
-$tables = array(
-	"CREATE TABLE {$p}appointments (
-  id mediumint(9) NOT NULL AUTO_INCREMENT,
-  name varchar(100) NOT NULL,
-  email varchar(100) NOT NULL,
-  phone varchar(20),
-  appointment_date datetime NOT NULL,
-  status varchar(20) DEFAULT 'confirmed',
-  service_id mediumint(9),
-  employee_id mediumint(9),
-  customer_id mediumint(9),
-  notes text,
-  payment_status varchar(20) DEFAULT 'pending',
-  total_amount decimal(10,2),
-  strong_id varchar(20) UNIQUE,
-  idempotency_key varchar(64) UNIQUE,
-  created_at datetime DEFAULT CURRENT_TIMESTAMP,
-  rescheduled_at datetime NULL,
-  original_date datetime NULL,
-  PRIMARY KEY (id),
-  INDEX idx_appointment_slot (appointment_date, employee_id),
-  INDEX idx_email_date (email, appointment_date)
-)",
-	"CREATE TABLE {$p}appointease_slot_locks (
-  id mediumint(9) NOT NULL AUTO_INCREMENT,
-  date DATE NOT NULL,
-  time TIME NOT NULL,
-  employee_id mediumint(9) NOT NULL,
-  client_id VARCHAR(255) NOT NULL,
-  expires_at DATETIME NOT NULL,
-  created_at TIMESTAMP DEFAULT CURRENT_TIMESTAMP,
-  PRIMARY KEY (id),
-  UNIQUE KEY unique_slot (date, time, employee_id),
-  INDEX idx_expires (expires_at),
-  INDEX idx_client (client_id)
-)",
-);
+// Its "--" lines dropped, split on ";", {prefix} replaced: CREATE TABLE IF NOT EXISTS ... DEFAULT
+// CHARSET=utf8mb4 in the utf8mb4 database the harness has just created.
+$tables = array_filter( array_map( 'trim', explode( ';', preg_replace( '/^\s*--.*$/m', '', $aert_sql ) ) ) );
+$tables = str_replace( '{prefix}', $wpdb->prefix, $tables );
+if ( 2 !== count( $tables ) ) {
+	fwrite( STDERR, 'expected two CREATE TABLE statements in ' . $aert_schema . PHP_EOL );
+	exit( 1 );
+}
 foreach ( $tables as $sql ) {
 	if ( false === $wpdb->query( $sql ) ) {
 		fwrite( STDERR, 'table creation failed: ' . $wpdb->last_error . PHP_EOL );
