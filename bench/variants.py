@@ -14,6 +14,8 @@ uvloop is not a dependency of the project: install it where the daemon's Python 
 - ``nogc``: no cyclic garbage collection at all (what collections cost, at most).
 - ``gctune``: ``gc.freeze()`` once the daemon's modules are loaded, and collections ten times
   rarer (``gc.set_threshold(7000, 10, 10)``): a candidate against long pauses, to measure.
+- ``freeze``: ``gc.freeze()`` once the daemon's modules are loaded, thresholds unchanged: the
+  objects of start-up (modules, functions, classes) leave the full collections.
 - ``gclog``: every collection that takes 2 ms or more is appended to the file named by
   ``AERT_GCLOG`` (default /tmp/aert-gc.log): time, generation, milliseconds, objects.
 """
@@ -69,13 +71,19 @@ def patch_gclog() -> None:
     gc.callbacks.append(log)
 
 
-def patch_gctune() -> None:
+def patch_freeze() -> None:
     import gc
 
     import appointease_realtime.app  # noqa: F401 - load the daemon's modules first
 
     gc.collect()
     gc.freeze()
+
+
+def patch_gctune() -> None:
+    import gc
+
+    patch_freeze()
     gc.set_threshold(7000, 10, 10)
 
 
@@ -84,6 +92,7 @@ PATCHES = {
     "uvloop": patch_uvloop,
     "nogc": patch_nogc,
     "gclog": patch_gclog,
+    "freeze": patch_freeze,
     "gctune": patch_gctune,
 }
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import logging
 import os
 import re
@@ -14,7 +15,7 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from appointease_realtime.__main__ import raise_open_files_limit
+from appointease_realtime.__main__ import freeze_heap, raise_open_files_limit
 from appointease_realtime.config import Settings
 from tests.conftest import need
 from tests.processes import Daemon, free_port
@@ -199,9 +200,29 @@ async def test_serve_raises_its_soft_open_files_limit_to_the_hard_one(
     await daemon.start()
     try:
         assert daemon.open_files_limit() == hard
-        assert f"open files: limit {hard} (raised from {soft})" in daemon.log.read_text()
+        log = daemon.log.read_text()
+        assert f"open files: limit {hard} (raised from {soft})" in log
+        assert re.search(r"start-up heap frozen: [1-9][0-9]{3,} objects", log)
     finally:
         assert await daemon.stop() == 0
+
+
+def test_the_start_up_heap_leaves_the_collector_s_walks() -> None:
+    """What lives at start-up is no longer among the objects a collection walks; what comes
+    later still is."""
+    early: list[object] = []
+
+    def walked(thing: object) -> bool:
+        return any(tracked is thing for tracked in gc.get_objects())
+
+    assert walked(early)
+    try:
+        frozen = freeze_heap()
+        later: list[object] = []
+        assert frozen == gc.get_freeze_count() > 1000
+        assert not walked(early) and walked(later)
+    finally:
+        gc.unfreeze()
 
 
 def test_a_refused_raise_keeps_the_soft_limit_and_says_so(

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import logging
 import ssl
 import sys
@@ -102,6 +103,7 @@ def _serve(settings: Settings, reuse_port: bool = False) -> int:
     scheme = "https" if settings.tls_cert_file else "http"
 
     def listening(*_: object) -> None:
+        log.info("start-up heap frozen: %d objects out of the collector's walks", freeze_heap())
         node = app[NODE]
         broker = "redis" if node.broker.shared else "memory"
         log.info(
@@ -127,6 +129,16 @@ def _serve(settings: Settings, reuse_port: bool = False) -> int:
     )
     log.info("stopped")
     return 0
+
+
+def freeze_heap() -> int:
+    """Leave every object alive now (modules, functions, classes, the started app) out of the
+    garbage collector's full collections, which then walk only what clients brought: at 100
+    connections a full collection took 51-60 ms before, 12 ms after (docs/performance.md).
+    Returns how many objects were frozen."""
+    gc.collect()
+    gc.freeze()
+    return gc.get_freeze_count()
 
 
 def raise_open_files_limit() -> None:
