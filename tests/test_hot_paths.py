@@ -12,8 +12,6 @@ from typing import Any
 
 import aiomysql
 import pytest
-from aiohttp import web
-from aiohttp.test_utils import TestClient
 from prometheus_client import generate_latest
 
 from appointease_realtime import commands
@@ -27,7 +25,6 @@ from appointease_realtime.protocol import Slot
 from appointease_realtime.store import Store, open_store
 from appointease_realtime.store.base import ADDRESS_LIMIT, SLOT_BOOKED, SLOT_LOCKED
 from appointease_realtime.store.mysql import MySQLStore
-from appointease_realtime.transport import Outbound, wire
 
 DAY = "2030-05-06"
 SLOT = Slot(DAY, "10:00", 3)
@@ -192,36 +189,6 @@ def test_the_inlined_rate_check_matches_the_bucket() -> None:
     assert verdicts[18] == ABUSIVE
     bucket = TokenBucket(1000.0, 2)
     assert bucket.take() and bucket.take()
-
-
-# ---- transport: an idle socket carries no queue and no task ----
-
-
-async def test_an_idle_outbound_has_no_queue_and_no_writer(
-    aiohttp_client: Any,
-) -> None:
-    made: list[Outbound] = []
-
-    async def handler(request: web.Request) -> web.WebSocketResponse:
-        ws = web.WebSocketResponse(compress=False)
-        await ws.prepare(request)
-        outbound = Outbound(ws, request.transport)
-        made.append(outbound)
-        outbound.start()
-        outbound.put(wire("hello"))
-        async for _ in ws:
-            pass
-        await outbound.stop()
-        return ws
-
-    app = web.Application()
-    app.router.add_get("/", handler)
-    client: TestClient[Any, Any] = await aiohttp_client(app)
-    ws = await client.ws_connect("/")
-    assert (await ws.receive(timeout=5)).data == "hello"
-    (outbound,) = made
-    assert outbound.queue is None and outbound.writer is None and outbound.direct == 1
-    await ws.close()
 
 
 # ---- metrics and encoding ----

@@ -60,6 +60,15 @@ async def received(server: TestServer, count: int) -> list[str]:
         return [(await ws.receive(timeout=5)).data for _ in range(count)]
 
 
+async def test_an_idle_outbound_has_no_queue_and_no_writer(serve: Serve) -> None:
+    """A socket that keeps up costs no asyncio Queue and no parked writer task (memory)."""
+    server, made = await serve(["hello"])
+    async with aiohttp.ClientSession() as session, session.ws_connect(server.make_url("/")) as ws:
+        assert (await ws.receive(timeout=5)).data == "hello"
+        (outbound,) = made
+        assert outbound.queue is None and outbound.writer is None and outbound.direct == 1
+
+
 async def test_frames_go_straight_to_the_socket(serve: Serve) -> None:
     """If an aiohttp upgrade broke the direct write, this fails instead of slowing us down."""
     texts = [f'{{"n":{i}}}' for i in range(50)]

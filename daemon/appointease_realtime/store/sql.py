@@ -425,13 +425,9 @@ class SqlStore(ABC):
             " ON held.date = %s AND held.time = %s AND held.employee_id = %s",
             (*(arg for _, args in refs for arg in args), cap, *key),
         )
-        statements = [
-            *([take] if take else []),
-            *remember,
-            upsert,
-            readback,
-            *([give] if give else []),
-        ]
+        statements = [*([take] if take else []), *remember, upsert, readback]
+        answer = len(statements) - 1  # the read-back's result
+        statements += [give] if give else []
         checked = len(values)
 
         async def work(tx: Tx) -> LockOutcome:
@@ -441,7 +437,7 @@ class SqlStore(ABC):
                 if take is not None:  # the session may still hold the named lock: close it
                     tx.discard = True
                 raise
-            row = results[statements.index(readback)].rows[0]
+            row = results[answer].rows[0]
             if row[0] != 1:  # the holder's lock was not ours in time: nothing was written
                 raise StoreUnavailable(
                     f"acquire_lock: another request of {holder!r} holds its lock"
