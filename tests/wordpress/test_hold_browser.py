@@ -250,7 +250,9 @@ async def test_the_holder_books_others_get_409_until_the_hold_expires(world: Wor
 
     # A holds 10:00; B's booking of it is refused before AppointEase runs.
     locked = await a.hold("10:00")
-    assert locked["expiresIn"] == 600
+    # whole seconds left by the database's clock, read just after the write: 599 when a
+    # second boundary falls between the two statements (as the store tests allow too)
+    assert 599 <= locked["expiresIn"] <= 600
     refused = await b.book("10:00")
     assert refused["status"] == 409, refused
     assert refused["body"]["code"] == HELD
