@@ -51,7 +51,7 @@ import pymysql
 
 from appointease_realtime.config import table as config_table
 from appointease_realtime.hooks import signed_request
-from tests.processes import Daemon, Server, ServerFailed, raise_nofile
+from tests.processes import Daemon, Server, ServerFailed, cpu_times_of, raise_nofile
 
 from .loadgen import Worker, frame, worker_main
 
@@ -305,13 +305,13 @@ class WorkersDaemon(BenchDaemon):
                 f" its log:\n{self.log_tail()}"
             )
 
-    def cpu_seconds(self) -> float:
-        total = 0.0
+    def cpu_times(self) -> tuple[float, float]:
+        user = system = 0.0
         for pid in process_tree(self.pid):
             with contextlib.suppress(OSError):
-                stat = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-                total += (int(stat[11]) + int(stat[12])) / os.sysconf("SC_CLK_TCK")
-        return total
+                one_user, one_system = cpu_times_of(pid)
+                user, system = user + one_user, system + one_system
+        return user, system
 
 
 class Spy:
@@ -522,22 +522,30 @@ class Bench:
         await self.gens.connect(server.port, n)
         if p.ping_warmup:
             await self.gens.call("ping", {"seconds": p.ping_warmup})
-        cpu0, wall0, (busy0, _) = server.cpu_seconds(), time.monotonic(), machine_busy()
+        (user0, system0), wall0, (busy0, _) = server.cpu_times(), time.monotonic(), machine_busy()
         with self.spy.record(server, f"ping_{server.name}_{n}"):
             got = await self.gens.call("ping", {"seconds": p.ping_seconds})
         wall = time.monotonic() - wall0
-        server_cpu = (server.cpu_seconds() - cpu0) / wall
+        user1, system1 = server.cpu_times()
+        server_cpu = (user1 - user0 + system1 - system0) / wall
         machine_cpu = (machine_busy()[0] - busy0) / wall
         await self.gens.call("close", {})
         rate = float(sum(r["pongs"] / r["seconds"] for r in got))
         gen_cpu = sum(r["cpu"] / r["seconds"] for r in got)
         cpu_us = server_cpu / rate * 1e6 if rate else 0.0
+
+        def per_pong(seconds: float) -> float:
+            return seconds / wall / rate * 1e6 if rate else 0.0
+
         self.details[f"ping_{server.name}_{n}"] = {
             "pongs_per_second": round(rate),
             "server_cpu_share": round(server_cpu, 3),
             # the server's CPU time per round trip: what one ping costs it, however busy
             # the machine was (throughput depends on the CPU it got; this much less)
             "server_cpu_us_per_pong": round(cpu_us, 2),
+            # split: the server's own code (user) against the kernel's work for it (system)
+            "server_user_us_per_pong": round(per_pong(user1 - user0), 2),
+            "server_system_us_per_pong": round(per_pong(system1 - system0), 2),
             "generators_cpu_share": round(gen_cpu, 3),
             # all cores together (2.0 = two cores busy): ours, the kernel's and anything else
             "machine_cpu_busy": round(machine_cpu, 3),

@@ -18,6 +18,12 @@ uvloop is not a dependency of the project: install it where the daemon's Python 
   objects of start-up (modules, functions, classes) leave the full collections.
 - ``gclog``: every collection that takes 2 ms or more is appended to the file named by
   ``AERT_GCLOG`` (default /tmp/aert-gc.log): time, generation, milliseconds, objects.
+- ``looplag``: a task sleeps 1 ms again and again; each wake-up 4 ms or more late is
+  appended to the file named by ``AERT_LOOPLAG`` (default /tmp/aert-looplag.log):
+  ``time.monotonic()`` at the sleep (one clock for every process, as the generators'
+  latencies), the wall milliseconds it took and the CPU milliseconds the daemon's thread used
+  meanwhile. Wall far above CPU: the process waited for a core; CPU near wall: the loop was
+  busy with other callbacks.
 """
 
 from __future__ import annotations
@@ -71,6 +77,39 @@ def patch_gclog() -> None:
     gc.callbacks.append(log)
 
 
+def patch_looplag() -> None:
+    import os
+    import time
+
+    from aiohttp import web
+
+    path = os.environ.get("AERT_LOOPLAG", "/tmp/aert-looplag.log")  # noqa: S108 - a measurement
+
+    out = open(path, "a")  # kept open for the daemon's lifetime
+    tasks: list[asyncio.Task[None]] = []
+
+    async def watch() -> None:
+        while True:
+            began, cpu = time.monotonic(), time.thread_time()
+            await asyncio.sleep(0.001)
+            took = time.monotonic() - began
+            if took >= 0.004:
+                used = time.thread_time() - cpu
+                out.write(f"{began:.4f} {took * 1000:.1f} {used * 1000:.1f}\n")
+                out.flush()
+
+    async def start(app: web.Application) -> None:
+        tasks.append(asyncio.get_running_loop().create_task(watch()))
+
+    init = web.Application.__init__
+
+    def patched(self: web.Application, *args: object, **kwargs: object) -> None:
+        init(self, *args, **kwargs)  # type: ignore[arg-type]
+        self.on_startup.append(start)
+
+    web.Application.__init__ = patched  # type: ignore[method-assign]
+
+
 def patch_freeze() -> None:
     import gc
 
@@ -92,6 +131,7 @@ PATCHES = {
     "uvloop": patch_uvloop,
     "nogc": patch_nogc,
     "gclog": patch_gclog,
+    "looplag": patch_looplag,
     "freeze": patch_freeze,
     "gctune": patch_gctune,
 }

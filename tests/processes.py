@@ -32,6 +32,13 @@ def free_port() -> int:
         return int(probe.getsockname()[1])
 
 
+def cpu_times_of(pid: int) -> tuple[float, float]:
+    """User and system CPU seconds process ``pid`` has used so far (``/proc/<pid>/stat``)."""
+    stat = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    ticks = os.sysconf("SC_CLK_TCK")
+    return int(stat[11]) / ticks, int(stat[12]) / ticks
+
+
 def raise_nofile(want: int = 0) -> int:
     """Raise this process's open-files limit (inherited by its children); return the new soft
     limit. The soft limit goes up to the hard one, and past it to ``want`` when the process
@@ -153,10 +160,13 @@ class Server:
         assert self.proc is not None
         return self.proc.pid
 
+    def cpu_times(self) -> tuple[float, float]:
+        """User and system CPU seconds the process has used so far."""
+        return cpu_times_of(self.pid)
+
     def cpu_seconds(self) -> float:
         """User + system CPU seconds the process has used so far."""
-        stat = Path(f"/proc/{self.pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return (int(stat[11]) + int(stat[12])) / os.sysconf("SC_CLK_TCK")
+        return sum(self.cpu_times())
 
     def rss_kb(self) -> int:
         """Resident memory (VmRSS) in KB."""
