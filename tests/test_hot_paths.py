@@ -1,5 +1,5 @@
 """The per-frame and per-lock paths made lean for docs/performance.md keep their behaviour:
-the lock decided in two MySQL round trips, a write transaction's BEGIN sent with its first
+a lock and an unlock in one MySQL round trip each, a write transaction's BEGIN sent with its first
 statement, a ping answered without a coroutine, an idle socket without queue or writer task,
 frames counted without prometheus children, and json encoding unchanged."""
 

@@ -290,5 +290,4 @@ async def test_run_takes_the_operation_name(store: Store) -> None:
         return int(row[0]) if row else 0
 
     assert await store.run("answer", work) == 42
-    assert await store.run(work) == 42  # the old form, named from the function as before
-    assert seen == ["answer", "test_run_takes_the_operation_name"]
+    assert seen == ["answer"]

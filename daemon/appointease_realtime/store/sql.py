@@ -13,7 +13,7 @@ from contextlib import AbstractAsyncContextManager
 from datetime import date, datetime, time, timedelta
 from decimal import Decimal
 from time import perf_counter
-from typing import Any, NamedTuple, Protocol, TypeVar, overload
+from typing import Any, NamedTuple, Protocol, TypeVar
 
 from ..protocol import Room, Slot
 from .base import (
@@ -248,24 +248,13 @@ class SqlStore(ABC):
 
     # ---- the retry and error boundary ----
 
-    @overload
-    async def run(self, name: str, work: Work[T], write: bool = False) -> T: ...
-
-    @overload
-    async def run(self, name: Work[T], work: None = None, write: bool = False) -> T: ...
-
-    async def run(self, name: str | Work[T], work: Work[T] | None = None, write: bool = False) -> T:
+    async def run(self, name: str, work: Work[T], write: bool = False) -> T:
         """Run ``work`` as the operation ``name`` in a transaction (``write``) or autocommit.
 
         Deadlocks are retried while the timeout lasts; a call that gets no answer within
         ``timeout`` raises StoreTimeout, any other database failure StoreUnavailable, both
         naming the operation. ``observe(name, seconds)`` follows each success.
-        (``run(work)`` without a name is the old form, named from ``work``'s qualified name;
-        kept until every caller passes a name.)
         """
-        if not isinstance(name, str):
-            work, name = name, _legacy_name(name)
-        assert work is not None
         began = perf_counter()
         for attempt in range(_RETRIES):
             tx: Tx | None = None
@@ -726,9 +715,3 @@ class SqlStore(ABC):
         return {
             name: wire_value(value) for name, value in zip(APPOINTMENT_COLUMNS, row, strict=True)
         }
-
-
-def _legacy_name(work: Callable[..., Any]) -> str:
-    """``acquire_lock`` from ``Store.acquire_lock.<locals>.work``: the old run(work) naming."""
-    parts = work.__qualname__.split(".")
-    return parts[-3] if len(parts) >= 3 else work.__qualname__
