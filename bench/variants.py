@@ -38,7 +38,7 @@ def patch_json() -> None:
     def encode_bytes(frame: object) -> bytes:
         return protocol._json_encode(frame).encode()
 
-    protocol._encode_bytes = encode_bytes  # type: ignore[assignment]
+    protocol._encode_bytes = protocol.encode_bytes = encode_bytes  # type: ignore[assignment]
     protocol._decode = protocol._json_decode
 
 

@@ -22,7 +22,7 @@ from appointease_realtime.connection import Connection
 from appointease_realtime.metrics import Metrics
 from appointease_realtime.node import Node
 from appointease_realtime.store.sqlite import SQLiteStore
-from appointease_realtime.transport import Wire
+from appointease_realtime.transport import Wire, payload_of
 from tests.conftest import base_settings
 
 Connect = Callable[..., Any]
@@ -297,7 +297,7 @@ def test_random_frames_always_get_a_well_formed_answer(
         loop.run_until_complete(dispatch(node, conn, raw))  # must not raise
     finally:
         node.hub.remove(conn)
-    direct = [json.loads(item.payload) for item in sent]
+    direct = [json.loads(payload_of(item)) for item in sent]
     assert direct, f"no answer to {raw!r}"
     for frame in direct:
         assert isinstance(frame["type"], str) and isinstance(frame["timestamp"], int)

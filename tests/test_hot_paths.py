@@ -12,6 +12,8 @@ from typing import Any
 
 import aiomysql
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from prometheus_client import generate_latest
 
 from appointease_realtime import commands
@@ -25,6 +27,7 @@ from appointease_realtime.protocol import Slot
 from appointease_realtime.store import Store, open_store
 from appointease_realtime.store.base import ADDRESS_LIMIT, SLOT_BOOKED, SLOT_LOCKED
 from appointease_realtime.store.mysql import MySQLStore
+from appointease_realtime.transport import payload_of
 
 DAY = "2030-05-06"
 SLOT = Slot(DAY, "10:00", 3)
@@ -143,7 +146,7 @@ async def test_lock_outcomes_are_unchanged_on_either_database(store: Store, sql:
 def sink() -> tuple[Connection, list[dict[str, Any]]]:
     frames: list[dict[str, Any]] = []
     conn = Connection(
-        "anonymous_1_test", Identity(), lambda item: frames.append(json.loads(item.payload))
+        "anonymous_1_test", Identity(), lambda item: frames.append(json.loads(payload_of(item)))
     )
     return conn, frames
 
@@ -156,6 +159,62 @@ def test_a_ping_is_answered_before_handle_returns() -> None:
     assert pong["clientTimestamp"] == 5 and pong["requestId"] == 9
     assert commands.handle(None, conn, "{bad") is None  # type: ignore[arg-type]
     assert frames[-1]["code"] == p.INVALID_JSON
+
+
+PING_VALUES = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(min_value=-(2**64), max_value=2**64),
+    st.sampled_from([2**53 - 1, 2**53, -(2**53) + 1, -(2**53), 0, -1]),
+    st.floats(allow_nan=False, allow_infinity=False),
+    st.text(max_size=70),
+    st.lists(st.integers(), max_size=2),
+)
+
+
+def ping_raw(draw: st.DrawFn) -> str:
+    frame: dict[str, Any] = {"type": "ping"}
+    for name in ("timestamp", "sequence", "requestId", "extra"):
+        if draw(st.booleans()):
+            frame[name] = draw(PING_VALUES)
+    return json.dumps(frame)
+
+
+@given(raw=st.composite(ping_raw)())
+@settings(max_examples=400, deadline=None)
+def test_the_plain_ping_shortcut_answers_exactly_as_the_generic_path(raw: str) -> None:
+    """handle() answers a ping with plain integer fields without validation or Request;
+    for every ping, plain or not, its answer is the one the generic path gives."""
+    answers = []
+    for shortcut in (True, False):
+        conn, frames = sink()
+        metrics = Metrics()
+        node: Any = type("Node", (), {"metrics": metrics})()
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setattr(p, "now_ms", lambda: 1_761_527_417_930)
+            if not shortcut:
+                patch.setattr(commands, "_plain_ping", lambda frame: False)
+            assert commands.handle(node, conn, raw) is None
+        assert metrics._in == {"ping": 1}
+        answers.append(frames)
+    assert answers[0] == answers[1]
+
+
+def test_a_plain_ping_skips_validation_and_an_odd_one_does_not(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    validated: list[Any] = []
+    validate = p.validate_compiled
+    monkeypatch.setattr(p, "validate_compiled", lambda *a: validated.append(a) or validate(*a))
+    conn, frames = sink()
+    commands.handle(None, conn, '{"type":"ping","timestamp":5,"sequence":2,"requestId":"r"}')  # type: ignore[arg-type]
+    commands.handle(None, conn, '{"type":"ping","timestamp":null}')  # type: ignore[arg-type]
+    assert validated == [] and [f["type"] for f in frames] == ["pong", "pong"]
+    assert frames[0]["requestId"] == "r" and frames[0]["sequence"] == 2
+    commands.handle(None, conn, '{"type":"ping","timestamp":5.5}')  # type: ignore[arg-type]
+    commands.handle(None, conn, '{"type":"ping","sequence":9007199254740992}')  # type: ignore[arg-type]
+    assert len(validated) == 2
+    assert frames[2]["clientTimestamp"] == 5.5 and frames[3]["code"] == p.INVALID_REQUEST
 
 
 async def test_a_waiting_handler_returns_its_awaitable_and_errors_still_map() -> None:

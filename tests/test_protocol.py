@@ -11,6 +11,7 @@ from appointease_realtime import protocol as p
 from appointease_realtime.auth import Identity, resume_token, resumed_client_id
 from appointease_realtime.commands import COMMANDS, dispatch
 from appointease_realtime.connection import Connection
+from appointease_realtime.transport import payload_of
 
 
 @pytest.mark.parametrize(
@@ -75,7 +76,7 @@ def sink() -> tuple[Connection, list[dict[str, Any]]]:
     """A connection whose frames land in a list, decoded."""
     frames: list[dict[str, Any]] = []
     return Connection(
-        "anonymous_1_test", Identity(), lambda item: frames.append(json.loads(item.payload))
+        "anonymous_1_test", Identity(), lambda item: frames.append(json.loads(payload_of(item)))
     ), frames
 
 

@@ -17,7 +17,7 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
-from appointease_realtime.transport import Outbound, linger, wire
+from appointease_realtime.transport import Outbound, linger, payload_of, wire, wire_bytes
 
 Serve = Callable[..., Awaitable[tuple[TestServer, list[Outbound]]]]
 
@@ -95,7 +95,13 @@ async def test_every_length_is_framed_right(serve: Serve, size: int) -> None:
 
 def test_one_frame_is_built_once_and_unmasked() -> None:
     item = wire("hi")
-    assert item.frame == b"\x81\x02hi" and item.payload == b"hi"
+    assert item == b"\x81\x02hi" and payload_of(item) == b"hi"
+
+
+@pytest.mark.parametrize("size", [0, 125, 126, 65535, 65536, 70000])
+def test_a_payload_is_read_back_after_each_header_size(size: int) -> None:
+    payload = b"y" * size
+    assert payload_of(wire_bytes(payload)) == payload
 
 
 async def test_a_slow_consumer_is_cut_off_within_the_close_time_box() -> None:

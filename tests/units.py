@@ -15,7 +15,7 @@ from appointease_realtime.connection import Connection
 from appointease_realtime.metrics import Metrics
 from appointease_realtime.node import Node
 from appointease_realtime.store import Store
-from appointease_realtime.transport import Wire
+from appointease_realtime.transport import Wire, payload_of
 
 Frame = dict[str, Any]
 
@@ -28,7 +28,7 @@ class Listener:
         self.conn = Connection(client_id, identity or Identity(), self._take)
 
     def _take(self, item: Wire) -> None:
-        self.frames.append(json.loads(item.payload))
+        self.frames.append(json.loads(payload_of(item)))
 
     def of_type(self, type_: str) -> list[Frame]:
         """Frames of ``type_`` received so far."""

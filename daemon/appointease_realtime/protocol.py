@@ -22,6 +22,7 @@ INTERNAL_ERROR = "internal_error"
 
 MAX_EMPLOYEE_ID = 8_388_607  # mediumint(9) signed, the column type in the plugin's tables
 MAX_REQUEST_ID_LENGTH = 64
+EXACT_INT = 2**53  # integers a JavaScript number holds exactly: |n| must stay below
 
 _DATE_RE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 _TIME_RE = re.compile(r"^(\d{2}):(\d{2})(?::(\d{2}))?$")
@@ -66,7 +67,7 @@ class Slot(NamedTuple):
 
 def now_ms() -> int:
     """Milliseconds since the epoch, the unit of every ``timestamp`` on the wire."""
-    return int(_time.time() * 1000)
+    return _time.time_ns() // 1_000_000
 
 
 def reply(type_: str, **fields: Any) -> Frame:
@@ -137,9 +138,7 @@ def encode(frame: Mapping[str, Any]) -> str:
     return _encode_bytes(frame).decode()
 
 
-def encode_bytes(frame: Mapping[str, Any]) -> bytes:
-    """:func:`encode`, as the UTF-8 bytes that go on the wire."""
-    return _encode_bytes(frame)
+encode_bytes = _encode_bytes  # :func:`encode` as the UTF-8 bytes that go on the wire
 
 
 def parse_frame(raw: str) -> Frame:
@@ -161,7 +160,7 @@ def request_id(frame: Mapping[str, Any]) -> str | int | None:
     value = frame.get("requestId")
     if isinstance(value, bool):
         return None
-    if isinstance(value, int) and abs(value) < 2**53:
+    if isinstance(value, int) and abs(value) < EXACT_INT:
         return value
     if isinstance(value, str) and len(value) <= MAX_REQUEST_ID_LENGTH:
         return value
@@ -234,7 +233,7 @@ def parse_number(value: Any) -> int | float:
     """A finite JSON number, kept as sent (an integer stays an integer)."""
     if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
         raise ValueError("must be a number")
-    if isinstance(value, int) and abs(value) >= 2**53:
+    if isinstance(value, int) and abs(value) >= EXACT_INT:
         raise ValueError("must be a number within +-2^53")
     return value
 

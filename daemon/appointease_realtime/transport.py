@@ -16,7 +16,6 @@ import contextlib
 import logging
 import socket
 import struct
-from typing import NamedTuple
 
 from aiohttp import WebSocketError, WSMsgType, web
 
@@ -36,11 +35,7 @@ _MEDIUM = struct.Struct("!BBH").pack
 _LONG = struct.Struct("!BBQ").pack
 
 
-class Wire(NamedTuple):
-    """One text frame, ready to go: its payload, and the whole frame as written on the socket."""
-
-    payload: bytes
-    frame: bytes
+Wire = bytes  # one text frame, ready to go: header and payload, as written on the socket
 
 
 def wire(text: str) -> Wire:
@@ -57,7 +52,13 @@ def wire_bytes(payload: bytes) -> Wire:
         header = _MEDIUM(_FIN_TEXT, 126, size)
     else:
         header = _LONG(_FIN_TEXT, 127, size)
-    return Wire(payload, header + payload)
+    return header + payload
+
+
+def payload_of(item: Wire) -> bytes:
+    """The payload of a frame :func:`wire_bytes` built (after a 2, 4 or 10 byte header)."""
+    size = item[1]  # the mask bit is never set in a server frame
+    return item[2 if size < 126 else 4 if size == 126 else 10 :]
 
 
 _lingering: set[asyncio.Task[int]] = set()  # lingering closes, referenced while they run
@@ -155,7 +156,7 @@ class Outbound:
             and transport.get_write_buffer_size() < self.buffer_limit
             and not self.ws.closed
         ):
-            transport.write(item.frame)
+            transport.write(item)
             self.direct += 1
             return
         if self.overflowed or self.ws.closed:
@@ -186,7 +187,7 @@ class Outbound:
         while True:
             item = await queue.get()
             try:
-                await self.ws.send_frame(item.payload, WSMsgType.TEXT)
+                await self.ws.send_frame(payload_of(item), WSMsgType.TEXT)
             except (ConnectionError, RuntimeError):
                 return
             finally:
