@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import ssl
-import subprocess
 from pathlib import Path
 
 import aiohttp
@@ -49,37 +48,6 @@ async def test_json_logs_hold_no_token_and_no_email(tmp_path: Path) -> None:
     assert "/ws/[redacted]" in text
     assert token not in text and token.split(".")[1] not in text
     assert "secret.person" not in text
-
-
-@pytest.fixture
-def certificate(tmp_path: Path) -> tuple[Path, Path]:
-    """A self-signed certificate for 127.0.0.1, made with openssl."""
-    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
-    made = subprocess.run(
-        [
-            "openssl",
-            "req",
-            "-x509",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-days",
-            "1",
-            "-subj",
-            "/CN=127.0.0.1",
-            "-addext",
-            "subjectAltName=IP:127.0.0.1",
-            "-keyout",
-            str(key),
-            "-out",
-            str(cert),
-        ],
-        capture_output=True,
-        check=False,
-    )
-    if made.returncode != 0:
-        pytest.fail(f"openssl could not make a test certificate: {made.stderr.decode()}")
-    return cert, key
 
 
 async def test_tls_serves_wss_directly(tmp_path: Path, certificate: tuple[Path, Path]) -> None:

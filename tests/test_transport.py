@@ -17,7 +17,15 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
-from appointease_realtime.transport import Outbound, linger, payload_of, wire, wire_bytes
+from appointease_realtime import transport
+from appointease_realtime.transport import (
+    Outbound,
+    linger,
+    linger_after_tls,
+    payload_of,
+    wire,
+    wire_bytes,
+)
 
 Serve = Callable[..., Awaitable[tuple[TestServer, list[Outbound]]]]
 
@@ -180,6 +188,39 @@ async def test_a_lingering_close_is_cut_off_in_time() -> None:
     await asyncio.wait_for(lingering, 5)
     assert 0.25 < loop.time() - began < 2.0
     assert ours.fileno() == -1
+    theirs.close()
+
+
+async def test_over_tls_the_linger_waits_for_asyncio_to_let_go_first() -> None:
+    """``linger_after_tls`` leaves the socket to asyncio while it still has it (ending the TLS
+    session), then lingers on the second handle: FIN, drop, end with the peer."""
+    loop = asyncio.get_running_loop()
+    asyncio_own, theirs = socket.socketpair()
+    theirs.setblocking(False)
+    lingering = loop.create_task(linger_after_tls(asyncio_own, asyncio_own.dup()))
+    await asyncio.sleep(0.1)
+    assert not lingering.done()
+    asyncio_own.sendall(b"close frame, close_notify")  # asyncio's last words
+    asyncio_own.close()  # asyncio lets go
+    assert await loop.sock_recv(theirs, 100) == b"close frame, close_notify"
+    assert await loop.sock_recv(theirs, 100) == b""  # then the linger's FIN
+    await loop.sock_sendall(theirs, b"x" * 1000)
+    theirs.close()
+    assert await asyncio.wait_for(lingering, 5) == 1000
+
+
+async def test_over_tls_the_linger_keeps_its_time_bound_if_asyncio_holds_on(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(transport, "LINGER_SECONDS", 0.3)
+    loop = asyncio.get_running_loop()
+    asyncio_own, theirs = socket.socketpair()
+    held = asyncio_own.dup()
+    began = loop.time()
+    await asyncio.wait_for(linger_after_tls(asyncio_own, held), 5)
+    assert 0.25 < loop.time() - began < 2.0
+    assert held.fileno() == -1 and asyncio_own.fileno() != -1  # ours closed, asyncio's kept
+    asyncio_own.close()
     theirs.close()
 
 

@@ -91,6 +91,17 @@ async def linger(
     return dropped
 
 
+async def linger_after_tls(sock: socket.socket, held: socket.socket) -> int:
+    """:func:`linger` on ``held`` (a second handle on ``sock``) once asyncio has ended the TLS
+    session on ``sock`` (its close_notify written after the close frame) and let go of it,
+    within the same time bound."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + LINGER_SECONDS
+    while sock.fileno() != -1 and loop.time() < deadline:
+        await asyncio.sleep(0.01)
+    return await linger(held, max(0.0, deadline - loop.time()), LINGER_BYTES)
+
+
 class Outbound:
     """Writes one client's frames in order; overflow closes the socket, never blocks the hub.
 
@@ -221,13 +232,14 @@ class Outbound:
         can destroy the close frame before the peer reads it: browsers then report 1006, not the
         code. A second handle on the socket, taken here (so call this in the same step as the
         ``ERROR`` message arrives), keeps the kernel's socket alive once asyncio lets go, and a
-        task of its own lingers on it. TLS sockets are left to asyncio's own TLS shutdown.
+        task of its own lingers on it. Over TLS served by the daemon it lingers once asyncio has
+        ended the TLS session (its close_notify follows the close frame) and let go.
         """
         transport = self.transport
         if not isinstance(error, WebSocketError) or transport is None or self.lingering is not None:
             return
-        if transport.get_extra_info("sslcontext") is not None or transport.get_write_buffer_size():
-            return  # TLS has its own shutdown; a peer not reading its close frame gets no favour
+        if transport.get_write_buffer_size():
+            return  # a peer not reading its close frame gets no favour
         sock = transport.get_extra_info("socket")
         if sock is None:
             return
@@ -235,7 +247,9 @@ class Outbound:
             held: socket.socket = sock.dup()
         except OSError:  # already closed: nothing left to save
             return
-        task = asyncio.get_running_loop().create_task(linger(held, LINGER_SECONDS, LINGER_BYTES))
+        tls = transport.get_extra_info("sslcontext") is not None
+        work = linger_after_tls(sock, held) if tls else linger(held, LINGER_SECONDS, LINGER_BYTES)
+        task = asyncio.get_running_loop().create_task(work)
         _lingering.add(task)
         task.add_done_callback(_lingering.discard)
         self.lingering = task

@@ -5,6 +5,9 @@ daemon for the oversized frame (1009)."""
 
 from __future__ import annotations
 
+import json
+import ssl
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -159,6 +162,23 @@ async def test_a_slow_consumer_close_reconnects_and_resumes(browser: Any) -> Non
     assert errors == []
 
 
+# The close codes Chromium's own WebSocket reports for frames of these sizes, just and far over
+# the daemon's 64 KB limit, each sent on a fresh socket (a reset instead of the close frame
+# shows as 1006).
+OVERSIZED = [70000] * 6 + [1000000] * 2
+OVERSIZED_CODES = """async ([url, sizes]) => {
+  const codes = [];
+  for (const size of sizes) {
+    const ws = new WebSocket(url);
+    await new Promise((resolve) => { ws.onmessage = resolve; });
+    const closed = new Promise((resolve) => { ws.onclose = (e) => resolve(e.code); });
+    ws.send(JSON.stringify({ type: 'ping', pad: 'x'.repeat(size) }));
+    codes.push(await closed);
+  }
+  return codes;
+}"""
+
+
 @pytest.mark.parametrize("backend", ["sqlite"])
 async def test_a_real_daemon_closes_an_oversized_frame_with_1009_and_the_client_stays_down(
     browser: Any, daemon: Daemon
@@ -174,14 +194,11 @@ async def test_a_real_daemon_closes_an_oversized_frame_with_1009_and_the_client_
     out = await page.evaluate(
         """async (url) => {
       // what the browser's own socket reports, for frames just and far over 64 KB
-      const codes = [];
-      for (const size of [70000, 70000, 70000, 70000, 70000, 70000, 1000000, 1000000]) {
-        const ws = new WebSocket(url);
-        await new Promise((resolve) => { ws.onmessage = resolve; });
-        const closed = new Promise((resolve) => { ws.onclose = (e) => resolve(e.code); });
-        ws.send(JSON.stringify({ type: 'ping', pad: 'x'.repeat(size) }));
-        codes.push(await closed);
-      }
+      const codes = await ("""
+        + OVERSIZED_CODES
+        + """)([url, """
+        + json.dumps(OVERSIZED)
+        + """]);
       // and what the client does with it
       const rt = new window.AppointEaseRealtime({ url: url, backoffInitial: 10, backoffMax: 40,
         heartbeatInterval: 0, polling: false });
@@ -210,3 +227,26 @@ async def test_a_real_daemon_closes_an_oversized_frame_with_1009_and_the_client_
         "tries": 1,
     }, out
     assert errors == []
+
+
+@pytest.mark.parametrize("backend", ["sqlite"])
+async def test_over_tls_from_the_daemon_an_oversized_frame_still_closes_with_1009(
+    browser: Any, daemon_env: dict[str, str], tmp_path: Path, certificate: tuple[Path, Path]
+) -> None:
+    """The daemon serving wss itself (TLS_CERT_FILE): asyncio ends the TLS session, then the
+    daemon lingers on the socket as over plain TCP, so Chromium reads 1009, not a reset."""
+    cert, key = certificate
+    trust = ssl.create_default_context(cafile=str(cert))
+    daemon = Daemon(
+        tmp_path, tls=trust, TLS_CERT_FILE=str(cert), TLS_KEY_FILE=str(key), **daemon_env
+    )
+    await daemon.start()
+    try:
+        context = await browser.new_context(ignore_https_errors=True)  # the test's own cert
+        page = await context.new_page()
+        await page.goto(f"{daemon.url}/healthz")  # a page of the daemon's origin
+        sizes = OVERSIZED * 3  # a reset is likely, not certain, on each socket
+        codes = await page.evaluate(OVERSIZED_CODES, [daemon.ws_url + "/", sizes])
+        assert codes == [1009] * len(sizes), codes
+    finally:
+        await daemon.stop()
