@@ -26,6 +26,7 @@ from appointease_realtime.app import create_app
 from appointease_realtime.auth import mint_token
 from appointease_realtime.config import Settings
 from appointease_realtime.store import Store, open_store
+from tests.processes import self_signed_certificate
 from tests.redis_support import REDIS_URL, ThrowawayRedis, drop_namespace
 
 TOKEN_SECRET = "test-token-secret-of-at-least-32-characters"
@@ -328,29 +329,7 @@ async def throwaway() -> AsyncIterator[ThrowawayRedis]:
 @pytest.fixture
 def certificate(tmp_path: Path) -> tuple[Path, Path]:
     """A self-signed certificate for 127.0.0.1, made with openssl."""
-    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
-    made = subprocess.run(
-        [
-            "openssl",
-            "req",
-            "-x509",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-days",
-            "1",
-            "-subj",
-            "/CN=127.0.0.1",
-            "-addext",
-            "subjectAltName=IP:127.0.0.1",
-            "-keyout",
-            str(key),
-            "-out",
-            str(cert),
-        ],
-        capture_output=True,
-        check=False,
-    )
-    if made.returncode != 0:
-        pytest.fail(f"openssl could not make a test certificate: {made.stderr.decode()}")
-    return cert, key
+    try:
+        return self_signed_certificate(tmp_path)
+    except subprocess.CalledProcessError as exc:
+        pytest.fail(f"openssl could not make a test certificate: {exc.stderr.decode()}")

@@ -39,6 +39,36 @@ def cpu_times_of(pid: int) -> tuple[float, float]:
     return int(stat[11]) / ticks, int(stat[12]) / ticks
 
 
+def self_signed_certificate(directory: Path) -> tuple[Path, Path]:
+    """A self-signed certificate for 127.0.0.1 and its key (``cert.pem``, ``key.pem`` in
+    ``directory``), made with openssl; raises CalledProcessError if openssl fails."""
+    cert, key = directory / "cert.pem", directory / "key.pem"
+    subprocess.run(
+        [
+            "openssl",
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=127.0.0.1",
+            "-addext",
+            "subjectAltName=IP:127.0.0.1",
+            "-keyout",
+            str(key),
+            "-out",
+            str(cert),
+        ],
+        check=True,
+        capture_output=True,
+        timeout=60,
+    )
+    return cert, key
+
+
 def raise_nofile(want: int = 0) -> int:
     """Raise this process's open-files limit (inherited by its children); return the new soft
     limit. The soft limit goes up to the hard one, and past it to ``want`` when the process

@@ -45,7 +45,7 @@ from appointease_realtime.auth import mint_token
 from tests.browser.conftest import CHROMIUM
 from tests.browser.conftest import CHROMIUM_ARGS as BROWSER_ARGS
 from tests.conftest import need
-from tests.processes import Server, free_port
+from tests.processes import Server, free_port, self_signed_certificate
 from tests.redis_support import ThrowawayRedis
 from tests.wordpress.wp_harness import (
     WordPressSite,
@@ -413,34 +413,6 @@ class Page:
             await self.context.close()
 
 
-def _self_signed(workdir: Path) -> tuple[Path, Path]:
-    cert, key = workdir / "cert.pem", workdir / "key.pem"
-    subprocess.run(
-        [
-            "openssl",
-            "req",
-            "-x509",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-keyout",
-            str(key),
-            "-out",
-            str(cert),
-            "-days",
-            "2",
-            "-subj",
-            "/CN=127.0.0.1",
-            "-addext",
-            "subjectAltName=IP:127.0.0.1",
-        ],
-        check=True,
-        capture_output=True,
-        timeout=60,
-    )
-    return cert, key
-
-
 def _cli(env_file: Path, *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [str(SCRIPT), "--env-file", str(env_file), *args],
@@ -480,7 +452,7 @@ async def deployment(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[
     workdir = tmp_path_factory.mktemp("deploy")
     ports = [free_port() for _ in range(4)]
     daemon_ports, https_port, internal_port = ports[:2], ports[2], ports[3]
-    cert, key = _self_signed(workdir)
+    cert, key = self_signed_certificate(workdir)
     tls = ssl.create_default_context(cafile=str(cert))
     redis = ThrowawayRedis()
     servers: list[Server] = []
