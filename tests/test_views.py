@@ -175,3 +175,32 @@ async def test_availability_answers_503_without_a_database(
     assert down.status == 503 and (await down.json())["code"] == "unavailable"
     bad = await client.get("/api/availability", params={"date": DAY})  # validation first
     assert bad.status == 400 and (await bad.json())["field"] == "employeeId"
+
+
+def _tasks_running(name: str) -> list[asyncio.Task[Any]]:
+    """This loop's tasks that are inside a coroutine ``name`` (down their chain of awaits)."""
+    found = []
+    for task in asyncio.all_tasks():
+        awaiting: Any = task.get_coro()
+        while awaiting is not None and hasattr(awaiting, "cr_code"):
+            if awaiting.cr_code.co_name == name:
+                found.append(task)
+                break
+            awaiting = awaiting.cr_await
+    return found
+
+
+async def test_a_cancelled_socket_handler_takes_its_frame_reader_along(
+    client: TestClient[Any, Any], connect: Connect
+) -> None:
+    """Frames are read by a task of their own; cancelling the socket's handler (a shutdown)
+    cancels that reader too, and the client leaves the node as after a close."""
+    sock = await connect()
+    await sock.request("ping", "pong")
+    (reader,) = _tasks_running("_read_frames")
+    (handler,) = [task for task in _tasks_running("_serve_socket") if task is not reader]
+    handler.cancel()
+    await asyncio.wait([handler, reader], timeout=5)
+    assert reader.cancelled() and handler.done()
+    body = await (await client.get("/debug")).json()
+    assert body["connectedClients"] == 0

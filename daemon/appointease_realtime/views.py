@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 
 from aiohttp import WSMsgType, web
@@ -37,6 +38,7 @@ MAX_FRAME_BYTES = 64 * 1024
 HEARTBEAT_SECONDS = 30.0  # a peer that misses a pong is dropped within 45 s
 
 TEXT, BINARY, ERROR = WSMsgType.TEXT, WSMsgType.BINARY, WSMsgType.ERROR
+ENDED = frozenset((WSMsgType.CLOSE, WSMsgType.CLOSING, WSMsgType.CLOSED))  # what ends `async for`
 
 routes = web.RouteTableDef()
 
@@ -120,18 +122,32 @@ async def _serve_socket(
         )
     )
     try:
-        async for msg in ws:
-            if msg.type is TEXT or msg.type is BINARY:
-                pending = handle(node, conn, msg.data)  # a ping is answered by now
-                if pending is not None:
-                    await pending
-            elif msg.type is ERROR:  # a refused frame (1002, 1007, 1009): aiohttp has closed
-                outbound.linger_after(msg.data)  # now, before asyncio drops the socket
+        # a task of its own: each frame then resumes two coroutines (the reader and
+        # ws.receive), not nine (aiohttp's request handling and the middlewares sit above)
+        await asyncio.get_running_loop().create_task(_read_frames(ws, node, conn, outbound))
     finally:
         await outbound.stop()
         await node.disconnect(conn)
         await outbound.lingered()  # the socket's slot of its address is free once it is gone
     return ws
+
+
+async def _read_frames(
+    ws: web.WebSocketResponse, node: Node, conn: Connection, outbound: Outbound
+) -> None:
+    """Handle the client's frames until its socket closes."""
+    receive = ws.receive
+    while True:
+        msg = await receive()
+        kind = msg.type
+        if kind is TEXT or kind is BINARY:
+            pending = handle(node, conn, msg.data)  # a ping is answered by now
+            if pending is not None:
+                await pending
+        elif kind is ERROR:  # a refused frame (1002, 1007, 1009): aiohttp has closed
+            outbound.linger_after(msg.data)  # now, before asyncio drops the socket
+        elif kind in ENDED:
+            return
 
 
 @routes.get("/debug")
