@@ -22,6 +22,7 @@ command -v openssl >/dev/null || missing+=(openssl)
 command -v node >/dev/null || missing+=(nodejs)
 command -v npm >/dev/null || missing+=(npm)
 command -v xgettext >/dev/null || missing+=(gettext)
+command -v valgrind >/dev/null || missing+=(valgrind)  # bench/instructions.py
 if [ ${#missing[@]} -gt 0 ]; then
   echo "installing: ${missing[*]}"
   as_root apt-get update -qq

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import math
+import shutil
 import socket
 import subprocess
 import sys
@@ -80,3 +81,26 @@ def test_quick_run_reports_every_figure(tmp_path: Path) -> None:
     assert machine["nproc"] >= 1
     assert machine["cpu"] and machine["python"] and machine["aiohttp"]
     assert f"aiohttp {machine['aiohttp']}" in run.stdout
+
+
+def test_instruction_counts_run_for_the_echo_and_the_daemon(tmp_path: Path) -> None:
+    """``bench.instructions`` on a few pings: a count for each server, and the ratio."""
+    if shutil.which("valgrind") is None:
+        need("valgrind", "not installed (scripts/test.sh installs it)")
+    out = tmp_path / "instructions.json"
+    command = ["bench.instructions", "--connections", "3", "--pings", "5", "--out", str(out)]
+    run = subprocess.run(
+        [sys.executable, "-m", *command],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert run.returncode == 0, run.stderr[-3000:]
+    rows = json.loads(out.read_text())["rows"]
+    assert [row["server"] for row in rows] == ["echo", "daemon"]
+    for row in rows:
+        assert row["pings"] == 15 and row["instructions_per_ping"] > 1000, row
+        assert row["d1_misses_per_ping"] > 0 and row["ll_misses_per_ping"] >= 0, row
+    assert rows[0]["vs_echo"] == 1.0 and rows[1]["vs_echo"] > 0
+    assert "| daemon | 3 |" in run.stdout
