@@ -30,7 +30,9 @@ token (same clientId), and go back to node B with a fresh connection once it ans
 redis-server is killed (SIGKILL) and started again on its port ``--redis-outage`` seconds
 later; both nodes keep serving and ``/readyz`` says ``degraded`` until they reconnect.
 Recovery is the first round after the node is back and both nodes report ready, not
-degraded, after Redis came back.
+degraded, after Redis came back. With ``--after-recovery N`` the run goes on past
+``--rounds`` until N rounds have followed recovery (at most ``--rounds`` more): how many
+rounds a repair takes depends on how fast the machine races.
 
 Prints the counts (rounds, winners per round 0/1/2+, mismatches, refusals by reason, the
 faults and when they were repaired, the elapsed time); a progress line every
@@ -105,6 +107,9 @@ class SoakConfig:
     reply_timeout: float = 10.0  # longest wait for one answer
     home_retry_rounds: int = 20  # a racer away from its home node tries it again this often
     progress_every: int = 500
+    # rounds that must follow recovery: the run goes on past ``rounds`` until then (at most
+    # ``rounds`` more), so a fast machine still races well after every repair
+    after_recovery: int = 0
 
     @property
     def kill_round(self) -> int:
@@ -432,13 +437,15 @@ class Soak:
             connector = aiohttp.TCPConnector(limit=0)
             async with aiohttp.ClientSession(timeout=timeout, connector=connector) as session:
                 self.session = session
-                for round_ in range(self.config.rounds):
+                round_ = 0
+                while self.another_round(round_):
                     self.round = round_
                     await self.inject_faults()
                     await self.race()
                     self.note_recovery()
                     if (self.round + 1) % self.config.progress_every == 0:
                         self.progress()
+                    round_ += 1
                 for racer in self.racers:
                     await racer.drop()
                 for task in self.tasks:  # a repair still pending (a run shorter than outages)
@@ -451,10 +458,24 @@ class Soak:
             await asyncio.gather(*(node.close() for node in self.nodes))
         return self.result
 
+    def another_round(self, round_: int) -> bool:
+        """``rounds`` rounds, then on (at most as many again) until ``after_recovery`` rounds
+        have followed recovery."""
+        c, r = self.config, self.result
+        if round_ < c.rounds:
+            return True
+        return (
+            c.after_recovery > 0
+            and round_ < 2 * c.rounds
+            and (r.recovered_at is None or r.rounds_after_recovery < c.after_recovery)
+        )
+
     def progress(self) -> None:
         r = self.result
         progress(
-            f"round {self.round + 1}/{self.config.rounds}: one winner {r.winners['1']},"
+            f"round {self.round + 1}/{self.config.rounds}"
+            f"{' (on until rounds follow recovery)' if self.round >= self.config.rounds else ''}:"
+            f" one winner {r.winners['1']},"
             f" mismatches {r.mismatch_count}, refusal rounds {r.refusal_rounds},"
             f" {self.now():.1f} s"
         )
@@ -618,10 +639,9 @@ class Soak:
         r.rounds += 1
         r.winners["2+" if len(told) >= 2 else str(len(told))] += 1
         r.decided_per_round[len(decided)] += 1
-        if self.round == self.config.rounds - 1:
-            r.last_round_nodes = {
-                name: sum(1 for a in decided if a.node == i) for i, name in enumerate(NODE_NAMES)
-            }
+        r.last_round_nodes = {  # the last round's, once the run ends
+            name: sum(1 for a in decided if a.node == i) for i, name in enumerate(NODE_NAMES)
+        }
         if r.recovered_at is not None:
             r.rounds_after_recovery += 1
             r.one_winner_after_recovery += len(told) == 1
@@ -733,6 +753,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--redis-outage", type=float, default=1.0, help="seconds Redis is down")
     parser.add_argument("--home-retry", type=int, default=20, help="rounds between tries home")
     parser.add_argument("--progress", type=int, default=500, help="rounds between progress lines")
+    parser.add_argument(
+        "--after-recovery",
+        type=int,
+        default=0,
+        help="go on past --rounds until this many rounds followed recovery (at most --rounds more)",
+    )
     parser.add_argument("--json", help="also write the counts to this file")
     args = parser.parse_args(argv)
     config = SoakConfig(
@@ -744,6 +770,7 @@ def main(argv: list[str] | None = None) -> int:
         redis_outage_seconds=args.redis_outage,
         home_retry_rounds=args.home_retry,
         progress_every=args.progress,
+        after_recovery=args.after_recovery,
     )
     result = asyncio.run(soak(config))
     print(result.report())

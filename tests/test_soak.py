@@ -1,6 +1,7 @@
 """The race soak, bounded: two real daemons on one MariaDB database and one private Redis,
-20 racers, 1,000 rounds, node B killed with ``kill -9`` at a third and Redis restarted at two
-thirds (bench/soak.py runs the long one). About 30 s on a 2-core machine."""
+20 racers, 1,000 rounds (and on until 100 rounds followed recovery), node B killed with
+``kill -9`` at a third and Redis restarted at two thirds (bench/soak.py runs the long one).
+About 10-30 s on a 2-core machine."""
 
 from __future__ import annotations
 
@@ -28,13 +29,14 @@ async def test_one_winner_per_round_through_kill9_and_redis_restart(
         outage_seconds=1.0,
         redis_outage_seconds=1.0,
         progress_every=250,
+        after_recovery=ROUNDS // 10,
     )
     result = await soak(config, mysql_database, throwaway, tmp_path)
     report = result.report()
     print(report)
     samples = json.dumps(result.mismatch_samples[:3], indent=1)
 
-    assert result.rounds == ROUNDS
+    assert ROUNDS <= result.rounds <= 2 * ROUNDS
     assert result.mismatch_count == 0, f"{report}\n{samples}"
     assert result.winners["2+"] == 0
     assert result.winners["0"] == result.refusal_rounds, report  # 0 winners only when unreached
@@ -54,8 +56,10 @@ async def test_one_winner_per_round_through_kill9_and_redis_restart(
 
     # Every round after recovery had exactly one winner, and there were plenty of them.
     assert result.recovered_at is not None, report
-    assert result.rounds_after_recovery == ROUNDS - result.recovered_at
-    assert result.rounds_after_recovery >= ROUNDS // 10, report  # Redis backoff: <= 3.5 s
+    assert result.rounds_after_recovery == result.rounds - result.recovered_at
+    # the run went on until then; by the round count a fast machine may need more than ROUNDS
+    assert result.rounds_after_recovery >= ROUNDS // 10, report
+    assert result.rounds == ROUNDS or result.rounds_after_recovery == ROUNDS // 10, report
     assert result.one_winner_after_recovery == result.rounds_after_recovery, report
     # At the end every racer raced again, half on each node.
     assert result.last_round_nodes == {name: RACERS // 2 for name in NODE_NAMES}, report
