@@ -34,21 +34,12 @@ from typing import Any
 
 import aiohttp
 
-from bench.run import CONFIG_KEYS
+from bench.run import CONFIG_KEYS, LOAD_SETTINGS, RESULTS, ROOT
 from tests.processes import Server
 
-ROOT = Path(__file__).resolve().parent.parent
-RESULTS = ROOT / "bench" / "results"
 PING = '{"type":"ping","timestamp":1764160000000}'
 CALLGRIND = ["--tool=callgrind", "--instr-atstart=no", "--cache-sim=yes", "--LL=1048576,16,64"]
-DAEMON_ENV = {  # as bench/run.py's daemons: limits out of the way of the load
-    "RATE_LIMIT_PER_SECOND": "10000",
-    "RATE_LIMIT_BURST": "100000",
-    "MAX_CONNECTIONS_PER_IP": "100000",
-    "RECONCILE_INTERVAL_SECONDS": "3600",
-    "LOG_LEVEL": "WARNING",
-    "PYTHONHASHSEED": "0",
-}
+DAEMON_ENV = {**LOAD_SETTINGS, "PYTHONHASHSEED": "0"}  # as bench/run.py's daemons
 
 
 def progress(message: str) -> None:

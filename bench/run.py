@@ -222,6 +222,15 @@ def progress(message: str) -> None:
     print(f"[bench] {message}", file=sys.stderr, flush=True)
 
 
+LOAD_SETTINGS = {  # every benchmark daemon's: the abuse limits out of the way of the load
+    "RATE_LIMIT_PER_SECOND": "10000",  # the most the configuration accepts
+    "RATE_LIMIT_BURST": "100000",
+    "MAX_CONNECTIONS_PER_IP": "100000",
+    "LOG_LEVEL": "WARNING",
+    "RECONCILE_INTERVAL_SECONDS": "3600",
+}
+
+
 def percentile(values: list[float], p: float) -> float:
     """Nearest-rank percentile (``p`` in 0..100) of ``values``."""
     ordered = sorted(values)
@@ -473,11 +482,7 @@ class Bench:
             DB_NAME=self.db_name,
             TOKEN_SECRET=TOKEN_SECRET,
             HOOK_SECRET=HOOK_SECRET,
-            RATE_LIMIT_PER_SECOND="10000",  # the most the configuration accepts
-            RATE_LIMIT_BURST="100000",
-            MAX_CONNECTIONS_PER_IP="100000",
-            LOG_LEVEL="WARNING",
-            RECONCILE_INTERVAL_SECONDS="3600",
+            **LOAD_SETTINGS,
             # the generators stand behind a loopback "proxy": X-Forwarded-For gives each
             # connection an address of its own (per-address limits count as for visitors)
             TRUSTED_PROXIES="127.0.0.1/32",
